@@ -1,0 +1,5 @@
+"""The QM9 elements, in EDM's order (the atom-type index used everywhere in molgen)."""
+
+ELEMENTS: tuple[str, ...] = ("H", "C", "N", "O", "F")
+ATOMIC_NUMBERS: tuple[int, ...] = (1, 6, 7, 8, 9)
+TYPE_INDEX: dict[str, int] = {symbol: i for i, symbol in enumerate(ELEMENTS)}
