@@ -1,0 +1,67 @@
+"""The `molgen` command: help, scoring files and QM9 splits, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from molgen.chem.io import write_molecules
+from molgen.cli import main
+
+WATER = (np.array([[0.0, 0.0, 0.0], [0.9572, 0.0, 0.0], [-0.2400, 0.9266, 0.0]]), np.array([3, 0, 0]))
+METHANE = (
+    np.array([[0.0, 0.0, 0.0], [0.629, 0.629, 0.629], [-0.629, -0.629, 0.629], [-0.629, 0.629, -0.629],
+              [0.629, -0.629, -0.629]]),
+    np.array([1, 0, 0, 0, 0]),
+)
+
+
+def test_help_runs_as_a_command():
+    result = subprocess.run([sys.executable, "-m", "molgen", "--help"], capture_output=True, text=True, check=True)
+    assert "evaluate" in result.stdout and "data" in result.stdout
+
+
+def test_evaluate_files_with_json(tmp_path, capsys):
+    write_molecules(tmp_path / "a.xyz", [WATER, METHANE])
+    write_molecules(tmp_path / "b.sdf", [WATER])
+    out = tmp_path / "metrics.json"
+    assert main(["evaluate", str(tmp_path / "a.xyz"), str(tmp_path / "b.sdf"), "--novelty", "no", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "3 molecules" in printed and "mol stability     100.00" in printed
+    metrics = json.loads(out.read_text())
+    assert metrics["n_molecules"] == 3 and metrics["mol_stable"] == 1.0 and metrics["n_unique"] == 2
+    assert metrics["uniqueness"] == 2 / 3 and metrics["novelty"] is None
+
+
+def test_bad_file_is_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "bad.xyz"
+    bad.write_text("2\ncomment\nC 0 0 0\nXx 1 0 0\n")
+    assert main(["evaluate", str(bad), "--novelty", "no", "--json", str(tmp_path / "m.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "bad.xyz, line 4" in err and "Xx" in err
+    assert not (tmp_path / "m.json").exists()
+    assert main(["evaluate", str(tmp_path / "missing.xyz"), "--novelty", "no"]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_files_or_split_not_both(tmp_path, capsys):
+    assert main(["evaluate", "--novelty", "no"]) == 2
+    assert "give molecule files or --qm9-split" in capsys.readouterr().err
+
+
+def test_evaluate_qm9_split(qm9_cache_dir, tmp_path, capsys):
+    out = tmp_path / "test.json"
+    code = main(["evaluate", "--qm9-split", "test", "--novelty", "no", "--cache-dir", str(qm9_cache_dir),
+                 "--json", str(out)])
+    assert code == 0
+    assert json.loads(out.read_text())["n_molecules"] == 13_083
+    assert "atom stability     99.34" in capsys.readouterr().out
+
+
+def test_data_prepare_prints_statistics(qm9_cache_dir, capsys):
+    assert main(["data", "prepare", "--cache-dir", str(qm9_cache_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert "train 100,000, valid 17,748, test 13,083" in printed and "F 2,323 (0.13%)" in printed
