@@ -158,11 +158,15 @@ class MoleculeBatch:
         return [(x[a:b], types[a:b]) for a, b in zip(ptr[:-1], ptr[1:])]
 
     def to_pyg(self):
-        """A torch_geometric `Batch` with `pos`, `atom_type`, `charge` and `index` (GDB index per molecule)."""
+        """A torch_geometric `Batch` with `pos`, `atom_type`, `charge` and `gdb_id` (one per molecule).
+
+        (PyG shifts attributes whose name contains "index" when batching, hence the name `gdb_id`.)
+        """
         from torch_geometric.data import Batch, Data
 
         items = [
-            Data(pos=self.x[a:b], atom_type=self.atom_type[a:b], charge=self.charge[a:b], index=self.index[i : i + 1])
+            Data(pos=self.x[a:b], atom_type=self.atom_type[a:b], charge=self.charge[a:b],
+                 gdb_id=self.index[i : i + 1])
             for i, (a, b) in enumerate(zip(self.ptr[:-1].tolist(), self.ptr[1:].tolist()))
         ]
         return Batch.from_data_list(items)
@@ -173,5 +177,5 @@ class MoleculeBatch:
         num_molecules = int(getattr(data, "num_graphs", 1) or 1)
         batch = data.batch if getattr(data, "batch", None) is not None else data.pos.new_zeros(len(data.pos), dtype=torch.int64)
         num_atoms = torch.bincount(batch, minlength=num_molecules)  # [B]
-        index = getattr(data, "index", None)
+        index = getattr(data, "gdb_id", None)
         return cls.from_arrays(data.pos, data.atom_type, num_atoms, index=index)
