@@ -1,0 +1,43 @@
+"""EDM (Hoogeboom et al. 2022): the noise schedule, forward process and training loss, the VLB / NLL, and samplers.
+
+The diffusion takes a denoiser as an argument and never imports a model class: any callable
+`denoiser(z_x [M, 3], z_h [M, 6], t [B] in [0, 1], layout) -> (eps_x [M, 3], eps_h [M, 6])`.
+"""
+
+from molgen.diffusion.errors import LikelihoodError, SamplingError
+from molgen.diffusion.likelihood import NLLEstimate, NLLTerms, evaluate_nll, kl_prior, variational_nll
+from molgen.diffusion.nodes import NodeCountDistribution
+from molgen.diffusion.process import (
+    FEATURE_DIM,
+    NORM_VALUES,
+    NUM_TYPES,
+    STATE_DIM,
+    Denoiser,
+    DiffusionLoss,
+    batch_to_state,
+    diffusion_loss,
+    noise_state,
+    sample_noise,
+    state_to_batch,
+)
+from molgen.diffusion.samplers import (
+    SamplerState,
+    StepInfo,
+    ancestral_grid,
+    final_step,
+    initial_state,
+    karras_sigmas,
+    sample,
+    sample_ancestral,
+    sample_heun,
+    snap_to_table,
+)
+from molgen.diffusion.schedule import NoiseSchedule, PolynomialSchedule, polynomial_2_gamma
+
+__all__ = [
+    "FEATURE_DIM", "NORM_VALUES", "NUM_TYPES", "STATE_DIM", "Denoiser", "DiffusionLoss", "LikelihoodError",
+    "NLLEstimate", "NLLTerms", "NodeCountDistribution", "NoiseSchedule", "PolynomialSchedule", "SamplerState",
+    "SamplingError", "StepInfo", "ancestral_grid", "batch_to_state", "diffusion_loss", "evaluate_nll",
+    "final_step", "initial_state", "karras_sigmas", "kl_prior", "noise_state", "polynomial_2_gamma", "sample",
+    "sample_ancestral", "sample_heun", "sample_noise", "snap_to_table", "state_to_batch", "variational_nll",
+]
