@@ -60,3 +60,18 @@ def test_bad_arrays_raise_clear_errors():
         MoleculeBatch.from_arrays(torch.zeros(3, 3), torch.zeros(3, dtype=torch.long), torch.tensor([2]))
     with pytest.raises(ValueError, match="at least one molecule"):
         MoleculeBatch.from_molecules([])
+
+
+def test_size_buckets_cover_the_epoch_with_similar_sizes():
+    from molgen.data.sampler import SizeBucketBatchSampler
+
+    num_atoms = torch.randint(3, 30, (1000,), generator=torch.Generator().manual_seed(0))
+    sampler = SizeBucketBatchSampler(num_atoms, batch_size=64, seed=1)
+    batches = sampler.epoch(0)
+    assert len(batches) == len(sampler) == 15 and all(len(b) == 64 for b in batches)
+    used = torch.cat(batches)
+    assert len(used.unique()) == 960
+    spread = max(int(num_atoms[b].max() - num_atoms[b].min()) for b in batches)
+    assert spread <= 3
+    assert all(torch.equal(a, b) for a, b in zip(batches, sampler.epoch(0)))
+    assert not all(torch.equal(a, b) for a, b in zip(batches, sampler.epoch(1)))

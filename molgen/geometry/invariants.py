@@ -1,0 +1,31 @@
+"""PONITA's invariant attributes of point pairs in position-orientation space R^3 x S^2 (Bekkers et al. 2024).
+
+For a receiving atom i, a sending atom j and an orientation o, with rel = x_j - x_i:
+    a = oᵀrel (the component along o),  b = ‖rel - a·o‖ (the distance from the axis through x_i along o).
+Between two orientations o, o' of the same atom the invariant is oᵀo'. These attributes identify the
+equivalence classes of point pairs under rotations and translations (the paper's main theorem).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def pair_invariants(x: Tensor, grid: Tensor) -> Tensor:
+    """The spatial invariants (a, b) of every ordered pair (i receives from j) and orientation o.
+
+    Shapes: x [B, N, 3], grid [O, 3] -> [B, N, N, O, 2].
+    """
+    rel = x.unsqueeze(1) - x.unsqueeze(2)  # [B, N, N, 3]: rel[b, i, j] = x_j - x_i
+    a = torch.einsum("bijd,od->bijo", rel, grid)  # [B, N, N, O]
+    b = torch.linalg.vector_norm(rel.unsqueeze(3) - a.unsqueeze(-1) * grid, dim=-1)  # [B, N, N, O]
+    return torch.stack([a, b], dim=-1)  # [B, N, N, O, 2]
+
+
+def orientation_invariants(grid: Tensor) -> Tensor:
+    """The spherical invariant oᵀo' of every pair of orientations.
+
+    Shapes: grid [O, 3] -> [O, O, 1].
+    """
+    return (grid @ grid.T).unsqueeze(-1)  # [O, O, 1]
