@@ -26,7 +26,7 @@ from molgen.geometry.centroid import remove_centroid
 from molgen.geometry.invariants import orientation_invariants, pair_invariants
 from molgen.geometry.orientations import repulsion_grid
 from molgen.nn.basis import KernelBasis
-from molgen.nn.conv import ConvNeXtBlock
+from molgen.nn.conv import ConvNeXtBlock, SpatialKernels
 from molgen.nn.dense import dense_layout, from_dense, to_dense
 
 NUM_FEATURES = 6  # scaled one-hot (5) and charge (1)
@@ -41,6 +41,7 @@ class PonitaConfig:
         hidden: C, channels per atom and orientation.
         layers: ConvNeXt blocks.
         basis_dim: K, size of the kernel bases shared by all layers.
+        channels_per_kernel: g, channels that share one spatial kernel (1: PONITA's depthwise convolution).
         basis_hidden: hidden width of the basis MLPs.
         degree: highest tensor power of the polynomial attribute features.
         layer_scale: initial layer scale of the ConvNeXt blocks (None: no layer scale).
@@ -53,6 +54,7 @@ class PonitaConfig:
     hidden: int = 64
     layers: int = 5
     basis_dim: int = 32
+    channels_per_kernel: int = 8
     basis_hidden: int = 32
     degree: int = 3
     layer_scale: float | None = None
@@ -61,10 +63,13 @@ class PonitaConfig:
     autocast_bf16: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("orientations", "hidden", "layers", "basis_dim", "basis_hidden", "degree"):
+        for name in ("orientations", "hidden", "layers", "basis_dim", "channels_per_kernel", "basis_hidden", "degree"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"PonitaConfig.{name} must be a positive integer, got {value!r}")
+        if self.hidden % self.channels_per_kernel:
+            raise ValueError(f"PonitaConfig.hidden ({self.hidden}) must be a multiple of channels_per_kernel "
+                             f"({self.channels_per_kernel})")
         if self.layer_scale is not None and not self.layer_scale > 0:
             raise ValueError(f"PonitaConfig.layer_scale must be positive or None, got {self.layer_scale!r}")
 
@@ -81,7 +86,7 @@ class PonitaConfig:
         return cls(**values)
 
 
-PAPER_SCALE = PonitaConfig(orientations=12, hidden=256, layers=9, basis_dim=256, basis_hidden=256)
+PAPER_SCALE = PonitaConfig(orientations=12, hidden=256, layers=9, basis_dim=256, basis_hidden=256, channels_per_kernel=1)
 
 
 class Ponita(nn.Module):
@@ -95,8 +100,11 @@ class Ponita(nn.Module):
         spatial_attributes = 3 if c.time_in_basis else 2
         self.spatial_basis = KernelBasis(spatial_attributes, c.basis_hidden, c.basis_dim, c.degree)
         self.spherical_basis = KernelBasis(1, c.basis_hidden, c.basis_dim, c.degree)
+        self.spatial_kernels = SpatialKernels(c.basis_dim, c.layers, c.hidden // c.channels_per_kernel)
         self.embed = nn.Linear(NUM_FEATURES + 1, c.hidden, bias=False)
-        self.blocks = nn.ModuleList(ConvNeXtBlock(c.hidden, c.basis_dim, c.layer_scale) for _ in range(c.layers))
+        self.blocks = nn.ModuleList(
+            ConvNeXtBlock(c.hidden, c.basis_dim, c.layer_scale, c.channels_per_kernel) for _ in range(c.layers)
+        )
         readouts = c.layers if c.multiple_readouts else 1
         self.readouts = nn.ModuleList(nn.Linear(c.hidden, NUM_FEATURES + 1) for _ in range(readouts))
 
@@ -129,13 +137,13 @@ class Ponita(nn.Module):
     def _network(self, h: Tensor, attributes: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """Lift, run the blocks, read out. Shapes: h [B, N, 7], attributes [B, N, N, O, A], mask [B, N]
         -> scalars [B, N, O, 6], vectors [B, N, O, 1]."""
-        spatial_basis = self.spatial_basis(attributes)  # [B, N, N, O, K]
+        spatial_kernels = self.spatial_kernels(self.spatial_basis(attributes))  # [B, N, N, O, L, C/g]
         spherical_basis = self.spherical_basis(orientation_invariants(self.grid).to(attributes.dtype))  # [O, O, K]
         atom_mask = mask.view(*mask.shape, 1, 1).to(h.dtype)  # [B, N, 1, 1]
         f = self.embed(h).unsqueeze(2).expand(-1, -1, self.config.orientations, -1) * atom_mask  # [B, N, O, C]
         outputs = []
         for i, block in enumerate(self.blocks):
-            f = block(f, spatial_basis, spherical_basis) * atom_mask  # [B, N, O, C]
+            f = block(f, spatial_kernels[..., i, :], spherical_basis) * atom_mask  # [B, N, O, C]
             if self.config.multiple_readouts:
                 outputs.append(self.readouts[i](f))  # [B, N, O, 7]
         if not self.config.multiple_readouts:
