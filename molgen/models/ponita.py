@@ -47,7 +47,7 @@ class PonitaConfig:
         layer_scale: initial layer scale of the ConvNeXt blocks (None: no layer scale).
         multiple_readouts: read out after every block and average (else after the last only).
         time_in_basis: also condition the spatial kernel basis on t.
-        autocast_bf16: run the network under bf16 autocast on the CPU (geometry stays in fp32).
+        autocast_bf16: run the network under bf16 autocast (geometry stays in fp32).
     """
 
     orientations: int = 12
@@ -120,7 +120,7 @@ class Ponita(nn.Module):
             time = t.to(z_x.dtype).view(-1, 1, 1, 1, 1).expand(*attributes.shape[:-1], 1)  # [B, N, N, O, 1]
             attributes = torch.cat([attributes, time], dim=-1)  # [B, N, N, O, 3]
         h = torch.cat([z_h, t.to(z_h.dtype)[layout.batch].unsqueeze(-1)], dim=-1)  # [M, 7]
-        with self._autocast():
+        with self._autocast(z_x.device):
             scalars, vectors = self._network(to_dense(h, dense), attributes, dense.mask)  # [B,N,O,6], [B,N,O,1]
         scalars, vectors = scalars.to(z_x.dtype), vectors.to(z_x.dtype)
         eps_h = from_dense(scalars.mean(dim=2), dense)  # [M, 6]
@@ -128,10 +128,10 @@ class Ponita(nn.Module):
         eps_x = remove_centroid(from_dense(vector, dense), layout.batch, layout.num_molecules)  # [M, 3]
         return eps_x, eps_h
 
-    def _autocast(self):
-        """bf16 autocast on the CPU when configured, else nothing."""
+    def _autocast(self, device: torch.device):
+        """bf16 autocast on the inputs' device when configured, else nothing."""
         if self.config.autocast_bf16:
-            return torch.autocast("cpu", dtype=torch.bfloat16)
+            return torch.autocast(device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def _network(self, h: Tensor, attributes: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,0 +1,461 @@
+"""Run configuration: frozen dataclasses for data, diffusion, model and training, loaded from YAML or JSON.
+
+A run is described by one `RunConfig(data, diffusion, model, train, run_dir)`. Every section has `to_dict()` and
+`from_dict()`; unknown keys raise ValueError naming them, and invalid values raise ValueError naming the field
+and the allowed values when the dataclass is built. Numbers written as strings (PyYAML reads `1e-4` as a string)
+are accepted where a number is expected. Command-line overrides use dotted paths: `train.lr=3e-4`,
+`model.config.hidden=128`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+MODEL_NAMES = ("ponita", "egnn")
+
+
+# ------------------------------------------------------------------------------------------------ coercion
+
+
+def _number(section: str, name: str, value: Any) -> float:
+    """A finite or infinite float from an int, float or numeric string; ValueError naming the field otherwise."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(f"{section}.{name} must be a number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{section}.{name} must be a number, got {value!r}")
+    return float(value)
+
+
+def _integer(section: str, name: str, value: Any) -> int:
+    """An int from an int, an integral float (1.7e6) or a numeric string; ValueError naming the field otherwise."""
+    if isinstance(value, str):
+        text = value.strip().replace("_", "")
+        try:
+            value = int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                raise ValueError(f"{section}.{name} must be an integer, got {value!r}") from None
+    if isinstance(value, float) and math.isfinite(value) and value == int(value):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{section}.{name} must be an integer, got {value!r}")
+    return value
+
+
+def _check_bool(section: str, name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{section}.{name} must be true or false, got {value!r}")
+
+
+def _check_choice(section: str, name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{section}.{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+
+
+def _set(obj: Any, name: str, value: Any) -> None:
+    object.__setattr__(obj, name, value)
+
+
+def _check_keys(cls: type, values: dict[str, Any], section: str) -> None:
+    if not isinstance(values, dict):
+        raise ValueError(f"{section} must be a mapping of fields, got {type(values).__name__}")
+    known = [f.name for f in fields(cls)]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown key(s) in {section}: {unknown}; allowed: {known}")
+
+
+# ------------------------------------------------------------------------------------------------ sections
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The training data.
+
+    Attributes:
+        cache_dir: QM9 cache folder (None: $MOLGEN_CACHE_DIR or ~/.cache/molgen).
+        batch_size: molecules per batch (EDM: 64).
+        bucket_by_size: batches of molecules of similar size (less padding); else uniformly random batches.
+        max_train_molecules: train on the first N molecules of the training split only (smoke tests); None: all.
+    """
+
+    cache_dir: str | None = None
+    batch_size: int = 64
+    bucket_by_size: bool = True
+    max_train_molecules: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.cache_dir is not None and not isinstance(self.cache_dir, (str, Path)):
+            raise ValueError(f"data.cache_dir must be a path or null, got {self.cache_dir!r}")
+        if self.cache_dir is not None:
+            _set(self, "cache_dir", str(self.cache_dir))
+        _set(self, "batch_size", _integer("data", "batch_size", self.batch_size))
+        if self.batch_size < 1:
+            raise ValueError(f"data.batch_size must be >= 1, got {self.batch_size}")
+        _check_bool("data", "bucket_by_size", self.bucket_by_size)
+        if self.max_train_molecules is not None:
+            _set(self, "max_train_molecules", _integer("data", "max_train_molecules", self.max_train_molecules))
+            if self.max_train_molecules < self.batch_size:
+                raise ValueError(f"data.max_train_molecules must be >= data.batch_size ({self.batch_size}) or null, "
+                                 f"got {self.max_train_molecules}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the fields."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> DataConfig:
+        """Build from a dict; unknown keys raise ValueError naming them."""
+        _check_keys(cls, values, "data")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """EDM's diffusion: the polynomial_2 schedule and the loss normalisation.
+
+    Attributes:
+        timesteps: T (EDM: 1000).
+        precision: s of the polynomial_2 schedule (EDM: 1e-5).
+        normalization: "molecule" (divide each molecule's squared error by 9 * its own atom count) or "padded"
+            (by 9 * the largest molecule of the batch, EDM's padding).
+    """
+
+    timesteps: int = 1000
+    precision: float = 1e-5
+    normalization: Literal["molecule", "padded"] = "molecule"
+
+    def __post_init__(self) -> None:
+        _set(self, "timesteps", _integer("diffusion", "timesteps", self.timesteps))
+        if self.timesteps < 1:
+            raise ValueError(f"diffusion.timesteps must be >= 1, got {self.timesteps}")
+        _set(self, "precision", _number("diffusion", "precision", self.precision))
+        if not 0 < self.precision < 0.5:
+            raise ValueError(f"diffusion.precision must lie in (0, 0.5), got {self.precision}")
+        _check_choice("diffusion", "normalization", self.normalization, ("molecule", "padded"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the fields."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> DiffusionConfig:
+        """Build from a dict; unknown keys raise ValueError naming them."""
+        _check_keys(cls, values, "diffusion")
+        return cls(**values)
+
+    def build_schedule(self):
+        """The noise schedule (a `PolynomialSchedule`)."""
+        from molgen.diffusion import PolynomialSchedule
+
+        return PolynomialSchedule(self.timesteps, self.precision)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The denoiser: its name and its own config (`PonitaConfig` / `EGNNConfig` fields).
+
+    `config` is resolved on construction to the model config's full field dict (defaults filled in), so a
+    checkpoint records every field even if a default changes later.
+    """
+
+    name: Literal["ponita", "egnn"] = "ponita"
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_choice("model", "name", self.name, MODEL_NAMES)
+        if not isinstance(self.config, dict):
+            raise ValueError(f"model.config must be a mapping of {self.name} fields, got {self.config!r}")
+        try:
+            resolved = self.model_config().to_dict()
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"model.config: {err}") from None
+        _set(self, "config", resolved)
+
+    def model_config(self):
+        """The `PonitaConfig` or `EGNNConfig` built from `config` (numeric strings in float fields read as floats)."""
+        if self.name == "ponita":
+            from molgen.models.ponita import PonitaConfig as cls
+        else:
+            from molgen.models.egnn import EGNNConfig as cls
+        float_fields = {f.name for f in fields(cls) if "float" in str(f.type)}
+        values = {key: _number(f"model.config", key, value) if key in float_fields and isinstance(value, str) else value
+                  for key, value in self.config.items()}
+        return cls.from_dict(values)
+
+    def build(self):
+        """A fresh denoiser module."""
+        if self.name == "ponita":
+            from molgen.models.ponita import Ponita
+
+            return Ponita(self.model_config())
+        from molgen.models.egnn import EGNN
+
+        return EGNN(self.model_config())
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict: name and the resolved model config."""
+        return {"name": self.name, "config": dict(self.config)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
+        """Build from a dict; unknown keys raise ValueError naming them."""
+        _check_keys(cls, values, "model")
+        return cls(**values)
+
+    def __hash__(self) -> int:
+        return hash((self.name, json.dumps(self.config, sort_keys=True)))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, EMA, clipping, and the schedule of checkpoints, evaluations and samples.
+
+    Attributes:
+        seed: seeds the batch order (per epoch) and every molecule's t and noise (per step and molecule).
+        lr: peak learning rate of AdamW.
+        warmup_steps: linear warm-up from lr / warmup_steps to lr (0: none).
+        lr_decay: "none" (constant after warm-up) or "cosine" (to min_lr at lr_decay_steps).
+        min_lr: the final learning rate of the cosine decay.
+        lr_decay_steps: the step where the cosine decay reaches min_lr (None: max_steps).
+        weight_decay, betas, amsgrad: AdamW's (EDM: 1e-12, (0.9, 0.999), amsgrad).
+        ema_decay: decay of the exponential moving average of the weights (EDM: 0.9999; 0: EMA = the model).
+        adaptive_clipping: EDM's adaptive gradient clipping (at 1.5 mean + 2 std of the last 50 norms).
+        max_steps: train until this many steps (batches) have been taken.
+        checkpoint_every: write run_dir/last.pt every N steps (also at the end and on interruption).
+        log_every: one row of log.csv per N steps (means over the window).
+        eval_every: validation NLL with the EMA weights every N steps (0: never); decides best.pt.
+        eval_molecules: the first N validation molecules form the fixed evaluation subset.
+        eval_seed: seed of the evaluation noise (fixed, so evaluations are comparable).
+        sample_every: sample EMA molecules and log stability and validity every N steps (0: never).
+        sample_count, sample_sampler, sample_steps, sample_batch_size, sample_seed: how.
+        max_consecutive_nonfinite: stop after this many consecutive steps with a non-finite loss or gradient.
+        device: "auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:N".
+        threads: torch intra-op threads (None: leave torch's default).
+    """
+
+    seed: int = 0
+    lr: float = 1e-4
+    warmup_steps: int = 0
+    lr_decay: Literal["none", "cosine"] = "none"
+    min_lr: float = 0.0
+    lr_decay_steps: int | None = None
+    weight_decay: float = 1e-12
+    betas: tuple[float, float] = (0.9, 0.999)
+    amsgrad: bool = True
+    ema_decay: float = 0.9999
+    adaptive_clipping: bool = True
+    max_steps: int = 1_700_000
+    checkpoint_every: int = 1000
+    log_every: int = 10
+    eval_every: int = 10_000
+    eval_molecules: int = 2000
+    eval_seed: int = 0
+    sample_every: int = 20_000
+    sample_count: int = 300
+    sample_sampler: Literal["heun", "ancestral"] = "heun"
+    sample_steps: int = 20
+    sample_batch_size: int = 100
+    sample_seed: int = 0
+    max_consecutive_nonfinite: int = 10
+    device: str = "auto"
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        s = "train"
+        integers = {
+            "seed": 0, "warmup_steps": 0, "max_steps": 1, "checkpoint_every": 1, "log_every": 1, "eval_every": 0,
+            "eval_molecules": 1, "eval_seed": 0, "sample_every": 0, "sample_count": 1, "sample_steps": 1,
+            "sample_batch_size": 1, "sample_seed": 0, "max_consecutive_nonfinite": 1,
+        }
+        for name, lowest in integers.items():
+            value = _integer(s, name, getattr(self, name))
+            if value < lowest:
+                raise ValueError(f"{s}.{name} must be an integer >= {lowest}, got {value}")
+            _set(self, name, value)
+        for name in ("lr", "min_lr", "weight_decay", "ema_decay"):
+            _set(self, name, _number(s, name, getattr(self, name)))
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"{s}.lr must be a finite number > 0, got {self.lr}")
+        if not (math.isfinite(self.min_lr) and 0 <= self.min_lr <= self.lr):
+            raise ValueError(f"{s}.min_lr must lie in [0, lr = {self.lr}], got {self.min_lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"{s}.weight_decay must be a finite number >= 0, got {self.weight_decay}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"{s}.ema_decay must lie in [0, 1), got {self.ema_decay}")
+        _check_choice(s, "lr_decay", self.lr_decay, ("none", "cosine"))
+        if self.lr_decay_steps is not None:
+            _set(self, "lr_decay_steps", _integer(s, "lr_decay_steps", self.lr_decay_steps))
+            if self.lr_decay_steps <= self.warmup_steps:
+                raise ValueError(f"{s}.lr_decay_steps must exceed warmup_steps ({self.warmup_steps}) or be null, "
+                                 f"got {self.lr_decay_steps}")
+        betas = self.betas
+        if not isinstance(betas, (list, tuple)) or len(betas) != 2:
+            raise ValueError(f"{s}.betas must be two numbers in [0, 1), got {betas!r}")
+        betas = tuple(_number(s, "betas", b) for b in betas)
+        if not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"{s}.betas must be two numbers in [0, 1), got {list(betas)}")
+        _set(self, "betas", betas)
+        _check_bool(s, "amsgrad", self.amsgrad)
+        _check_bool(s, "adaptive_clipping", self.adaptive_clipping)
+        _check_choice(s, "sample_sampler", self.sample_sampler, ("heun", "ancestral"))
+        if not isinstance(self.device, str) or not _DEVICE.match(self.device):
+            raise ValueError(f"{s}.device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {self.device!r}")
+        if self.threads is not None:
+            _set(self, "threads", _integer(s, "threads", self.threads))
+            if self.threads < 1:
+                raise ValueError(f"{s}.threads must be an integer >= 1 or null, got {self.threads}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict of the fields (betas as a list)."""
+        values = asdict(self)
+        values["betas"] = list(self.betas)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from a dict; unknown keys raise ValueError naming them."""
+        _check_keys(cls, values, "train")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a training run needs: data, diffusion, model, training and the run folder."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run_dir: str = "runs/qm9_ponita"
+
+    def __post_init__(self) -> None:
+        for name, cls in (("data", DataConfig), ("diffusion", DiffusionConfig), ("model", ModelConfig),
+                          ("train", TrainConfig)):
+            if not isinstance(getattr(self, name), cls):
+                raise ValueError(f"RunConfig.{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")
+        if not isinstance(self.run_dir, (str, Path)) or not str(self.run_dir):
+            raise ValueError(f"run_dir must be a folder path, got {self.run_dir!r}")
+        _set(self, "run_dir", str(self.run_dir))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain dict (JSON-able)."""
+        return {"data": self.data.to_dict(), "diffusion": self.diffusion.to_dict(), "model": self.model.to_dict(),
+                "train": self.train.to_dict(), "run_dir": self.run_dir}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
+        """Build from a nested dict; missing sections take their defaults, unknown keys raise ValueError."""
+        _check_keys(cls, values, "the run config")
+        sections = {"data": DataConfig, "diffusion": DiffusionConfig, "model": ModelConfig, "train": TrainConfig}
+        built = {name: section.from_dict(values.get(name) or {}) for name, section in sections.items()}
+        return cls(**built, **({"run_dir": values["run_dir"]} if "run_dir" in values else {}))
+
+    def replace(self, overrides: dict[str, Any]) -> RunConfig:
+        """A new config with dotted-path overrides applied, e.g. {"train.lr": 3e-4, "model.config.hidden": 128}."""
+        values = self.to_dict()
+        for path, value in overrides.items():
+            apply_override(values, path, value)
+        return RunConfig.from_dict(values)
+
+
+# ------------------------------------------------------------------------------------------------ files
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The dict in a YAML (.yaml/.yml) or JSON file; ValueError naming the file if it cannot be read."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ValueError(f"cannot read config file {path}: {err.strerror or err}") from None
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise ValueError(f"reading {path} needs PyYAML (pip install pyyaml), or write the config as JSON") from None
+        try:
+            values = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
+    else:
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON: {err}") from None
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: a config file must hold a mapping, got {type(values).__name__}")
+    return values
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Load a RunConfig from a YAML or JSON file, with optional dotted-path overrides; errors name the file."""
+    values = read_config_file(path)
+    for key, value in (overrides or {}).items():
+        apply_override(values, key, value)
+    try:
+        return RunConfig.from_dict(values)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
+def save_config(config: RunConfig, path: str | Path) -> None:
+    """Write the resolved config as JSON (atomically)."""
+    from molgen.atomic import atomic_write
+
+    with atomic_write(path) as handle:
+        json.dump(config.to_dict(), handle, indent=2)
+        handle.write("\n")
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value: YAML/JSON scalars and lists (3e-4, true, null, [0.9, 0.99]); else the raw string."""
+    try:
+        import yaml
+
+        return yaml.safe_load(text)
+    except ImportError:
+        pass
+    except Exception:  # noqa: BLE001 (yaml.YAMLError; a malformed value stays a string)
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse `section.field=value` into (path, value); ValueError if there is no '=' or no path."""
+    path, sep, value = text.partition("=")
+    if not sep or not path.strip():
+        raise ValueError(f"an override must look like section.field=value (e.g. train.lr=3e-4), got {text!r}")
+    return path.strip(), parse_value(value.strip())
+
+
+def apply_override(values: dict[str, Any], path: str, value: Any) -> None:
+    """Set `values[a][b]... = value` for the dotted path "a.b...", creating missing mappings."""
+    keys = path.split(".")
+    if any(not key for key in keys):
+        raise ValueError(f"malformed override path {path!r}")
+    node = values
+    for depth, key in enumerate(keys[:-1]):
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        if not isinstance(child, dict):
+            raise ValueError(f"cannot set {path}: {'.'.join(keys[:depth + 1])} is not a section")
+        node = child
+    node[keys[-1]] = value

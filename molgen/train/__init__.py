@@ -1,0 +1,5 @@
+"""Training: the trainer loop, EMA of the weights, EDM's adaptive gradient clipping, and checkpoints.
+
+Import the pieces from their modules (`molgen.train.loop.Trainer`, `molgen.train.checkpoint.load_checkpoint`);
+this package imports nothing heavy on its own.
+"""

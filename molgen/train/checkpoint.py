@@ -1,0 +1,188 @@
+"""Checkpoints: one self-describing file per training state (nanoGPT style), written atomically.
+
+A checkpoint (format 1) is a dict saved with `torch.save`:
+  format_version  int, CHECKPOINT_FORMAT for files this molgen writes
+  molgen_version  str
+  config          the resolved RunConfig as a plain dict
+  model, ema      state dicts of the trained model and of its exponential moving average
+  optimizer       AdamW's state dict
+  step, epoch, batch_in_epoch   steps taken; the epoch and the position within it of the next batch
+  clip_history    EDM's adaptive-clipping norms (oldest first)
+  consecutive_nonfinite, skipped_steps   the NaN guard's counters
+  node_histogram  int64 [30], molecules per atom count in the training split (p(N) for sampling and the NLL)
+  rng             torch (CPU and CUDA), Python and NumPy generator states
+  metrics         list of dicts: the evaluation and sample-metric records so far
+  best_nll        the best validation NLL so far (None before the first evaluation)
+
+Older formats are migrated on load (format 0: the model weights under "model_state", no metrics, best_nll or
+skipped_steps). Files are read with `torch.load(weights_only=True)`, which unpickles only tensors and plain
+containers, never code.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from molgen.atomic import atomic_write
+from molgen.errors import MolgenError
+
+CHECKPOINT_FORMAT = 1
+
+REQUIRED_KEYS = (
+    "format_version", "molgen_version", "config", "model", "ema", "optimizer", "step", "epoch", "batch_in_epoch",
+    "clip_history", "consecutive_nonfinite", "skipped_steps", "node_histogram", "rng", "metrics", "best_nll",
+)
+
+
+class CheckpointError(MolgenError):
+    """A checkpoint file cannot be used; the message names the file and the problem."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        super().__init__(f"checkpoint {path}: {problem}")
+        self.path, self.problem = Path(path), problem
+
+
+def save_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
+    """Write `payload` to `path` atomically: a failed or interrupted save leaves the previous file intact."""
+    with atomic_write(path, "wb") as handle:
+        torch.save(payload, handle)
+
+
+def copy_checkpoint(source: str | Path, target: str | Path) -> None:
+    """Copy a checkpoint file atomically (e.g. last.pt -> best.pt)."""
+    with open(source, "rb") as src, atomic_write(target, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+
+
+def _migrate_0_to_1(payload: dict[str, Any]) -> dict[str, Any]:
+    """Format 0 -> 1: "model_state" became "model"; metrics, best_nll and skipped_steps were added."""
+    payload = dict(payload)
+    payload["model"] = payload.pop("model_state")
+    payload.setdefault("metrics", [])
+    payload.setdefault("best_nll", None)
+    payload.setdefault("skipped_steps", 0)
+    payload["format_version"] = 1
+    return payload
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {0: _migrate_0_to_1}
+"""MIGRATIONS[v] turns a format-v payload into format v + 1."""
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read, check and migrate a checkpoint to the current format.
+
+    Raises CheckpointError (a MolgenError) for a missing, truncated or corrupt file, a file that is not a molgen
+    checkpoint, a format newer than this molgen reads, or a checkpoint that lacks required entries.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(path, "no such file")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 (zip, pickle and EOF errors of a damaged file all mean the same)
+        raise CheckpointError(path, f"cannot be read (truncated or corrupt file?): {_first_line(err)}") from None
+    if not isinstance(payload, dict) or "format_version" not in payload:
+        raise CheckpointError(path, "not a molgen training checkpoint (no format_version entry)")
+    version = payload["format_version"]
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise CheckpointError(path, f"invalid format_version {version!r}")
+    if version > CHECKPOINT_FORMAT:
+        raise CheckpointError(path, f"written in checkpoint format {version}, newer than this molgen reads "
+                                    f"(up to {CHECKPOINT_FORMAT}); upgrade molgen")
+    while payload["format_version"] < CHECKPOINT_FORMAT:
+        old = payload["format_version"]
+        try:
+            payload = MIGRATIONS[old](payload)
+        except KeyError as err:
+            raise CheckpointError(path, f"format {old} lacks the entry {err} needed to migrate it") from None
+    missing = [key for key in REQUIRED_KEYS if key not in payload]
+    if missing:
+        raise CheckpointError(path, f"missing entries {missing}")
+    return payload
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted paths where two nested config dicts differ, as 'path: old -> new'."""
+    differences = []
+    for key in sorted(set(old) | set(new), key=str):
+        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
+        path = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            differences += config_differences(a, b, path + ".")
+        elif _normalise(a) != _normalise(b):
+            differences.append(f"{path}: {a!r} -> {b!r}")
+    return differences
+
+
+def _normalise(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def check_resume_config(payload: dict[str, Any], config, path: str | Path) -> list[str]:
+    """Check that `config` (a RunConfig) can continue the checkpoint's run.
+
+    The model and the diffusion must be the same (else CheckpointError listing the differences); other
+    differences (learning rate, max_steps, evaluation schedule, ...) are allowed and returned as a list.
+    """
+    from molgen.config import DiffusionConfig, ModelConfig
+
+    stored = payload["config"]
+    try:
+        stored_model = ModelConfig.from_dict(stored["model"]).to_dict()
+        stored_diffusion = DiffusionConfig.from_dict(stored["diffusion"]).to_dict()
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(path, f"its stored config is unusable: {err}") from None
+    fixed = config_differences({"model": stored_model, "diffusion": stored_diffusion},
+                               {"model": config.model.to_dict(), "diffusion": config.diffusion.to_dict()})
+    if fixed:
+        raise CheckpointError(path, "config mismatch: the run was trained with a different model or diffusion ("
+                                    + "; ".join(fixed) + "); resume with the run's own config.json")
+    rest_old = {k: v for k, v in stored.items() if k not in ("model", "diffusion")}
+    rest_new = {k: v for k, v in config.to_dict().items() if k not in ("model", "diffusion")}
+    return config_differences(rest_old, rest_new)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """What `sample` and `evaluate` need from a checkpoint, without the data set."""
+
+    model: torch.nn.Module
+    schedule: torch.nn.Module
+    node_distribution: torch.nn.Module
+    config: Any
+    step: int
+    metrics: list[dict[str, Any]]
+
+
+def load_denoiser(path: str | Path, use_ema: bool = True, device: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild the denoiser (EMA weights by default, as EDM samples), schedule and p(N) from a checkpoint."""
+    from molgen.config import RunConfig
+    from molgen.diffusion import NodeCountDistribution
+
+    payload = load_checkpoint(path)
+    try:
+        config = RunConfig.from_dict(payload["config"])
+    except ValueError as err:
+        raise CheckpointError(path, f"its stored config is invalid: {err}") from None
+    model = config.model.build()
+    try:
+        model.load_state_dict(payload["ema" if use_ema else "model"])
+    except RuntimeError as err:
+        raise CheckpointError(path, f"weights do not fit the model of its config: {_first_line(err)}") from None
+    model.to(device).eval()
+    schedule = config.diffusion.build_schedule().to(device)
+    node_distribution = NodeCountDistribution(payload["node_histogram"]).to(device)
+    return LoadedModel(model=model, schedule=schedule, node_distribution=node_distribution, config=config,
+                       step=int(payload["step"]), metrics=list(payload["metrics"]))

@@ -1,0 +1,645 @@
+"""The trainer: EDM's training loop (Hoogeboom et al. 2022) with a reproducible, resumable state.
+
+One step: the next size-bucketed batch of the epoch (the order of epoch e comes from (seed, e)); each molecule's
+diffusion step t and its [N, 9] noise from a generator seeded by (seed, step, dataset index), positions projected
+to zero centroid; EDM's l2 loss; backward; a non-finite loss or gradient norm skips the step (weights,
+optimizer, EMA and clipping history untouched); EDM's adaptive gradient clipping; AdamW (amsgrad) at the
+scheduled learning rate; the EMA update. Because no randomness depends on anything but (seed, step, index), a run
+interrupted and resumed from its checkpoint ends with bitwise the same weights as an uninterrupted one (same
+device and thread count), and a data-parallel run can rebuild exactly the same molecules' noise.
+
+Around the steps, `run` writes run_dir/log.csv, evaluates the validation NLL with the EMA weights on a fixed
+subset every `eval_every` steps (keeping run_dir/best.pt), samples molecules for stability and validity every
+`sample_every` steps (skipped when RDKit is missing), and writes run_dir/last.pt every `checkpoint_every`
+steps, at the end, and when interrupted (SIGINT/SIGTERM: the current step finishes, the state is saved).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import logging
+import math
+import random
+import signal
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from molgen import __version__
+from molgen.atomic import atomic_write
+from molgen.config import RunConfig, save_config
+from molgen.data.batch import MoleculeBatch
+from molgen.data.sampler import SizeBucketBatchSampler
+from molgen.diffusion import NodeCountDistribution, diffusion_loss, evaluate_nll
+from molgen.diffusion.process import STATE_DIM
+from molgen.errors import MolgenError
+from molgen.geometry.centroid import remove_centroid
+from molgen.train.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    check_resume_config,
+    copy_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from molgen.train.clipping import AdaptiveClipper, global_grad_norm, scale_gradients
+from molgen.train.ema import EMA
+
+log = logging.getLogger(__name__)
+
+MAX_ATOMS = 29
+LOG_COLUMNS = (
+    "kind", "step", "epoch", "loss", "grad_norm", "clipped", "skipped", "lr", "mol_per_s",
+    "val_nll", "val_nll_se", "atom_stable", "mol_stable", "validity", "uniqueness", "seconds", "time",
+)
+
+
+class NonFiniteError(MolgenError):
+    """Too many consecutive steps had a non-finite loss or gradient norm."""
+
+
+# ---------------------------------------------------------------------------------------------- randomness
+
+_MASK64 = (1 << 64) - 1
+
+
+def _mix64(z: int) -> int:
+    """SplitMix64's finaliser: a bijective 64-bit mix."""
+    z = (z + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def sample_seed(seed: int, step: int, index: int) -> int:
+    """The 63-bit seed of one molecule's randomness at one step: a hash of (run seed, step, dataset index)."""
+    return _mix64(_mix64(_mix64(seed & _MASK64) ^ (step & _MASK64)) ^ (index & _MASK64)) >> 1
+
+
+def per_sample_noise(
+    seed: int, step: int, indices: Sequence[int], num_atoms: Sequence[int], timesteps: int,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[Tensor, Tensor]:
+    """Each molecule's t ~ U{0..T} and its noise eps ~ N(0, I) [N, 9], from its own generator.
+
+    The generator of molecule `index` at `step` is seeded with `sample_seed(seed, step, index)` and draws t, then
+    eps, so a molecule's randomness depends on nothing else (not the batch, its position in it, or the process).
+    Returns t_int int64 [B] and eps [M, 9] on the CPU (the positions' part is not yet centroid-free).
+    """
+    generator = torch.Generator()
+    steps, noises = [], []
+    for index, n in zip(indices, num_atoms):
+        generator.manual_seed(sample_seed(seed, step, index))
+        steps.append(torch.randint(0, timesteps + 1, (1,), generator=generator))  # [1]
+        noises.append(torch.randn(n, STATE_DIM, generator=generator, dtype=dtype))  # [N, 9]
+    return torch.cat(steps), torch.cat(noises)  # [B], [M, 9]
+
+
+# -------------------------------------------------------------------------------------------------- data
+
+
+class FirstMolecules:
+    """The first `count` molecules of a data set (same indices, so the same per-molecule randomness)."""
+
+    def __init__(self, dataset, count: int) -> None:
+        self.dataset, self.count = dataset, min(count, len(dataset))
+        self.num_atoms = dataset.num_atoms[: self.count]  # [count]
+
+    def __len__(self) -> int:
+        return self.count
+
+    def batch(self, indices) -> MoleculeBatch:
+        return self.dataset.batch(indices)
+
+
+class RandomBatchSampler:
+    """Uniformly random batches (no size bucketing); epoch e's order from (seed, e), the last partial batch dropped."""
+
+    def __init__(self, num_atoms: Tensor, batch_size: int, seed: int = 0) -> None:
+        self.size, self.batch_size, self.seed = len(num_atoms), batch_size, seed
+
+    def __len__(self) -> int:
+        return self.size // self.batch_size
+
+    def epoch(self, epoch: int) -> list[Tensor]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        order = torch.randperm(self.size, generator=generator)  # [D]
+        return list(torch.split(order[: len(self) * self.batch_size], self.batch_size))
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" -> cuda if available else cpu; anything else as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MolgenError(f"train.device is {name!r} but no CUDA device is available (use 'auto' or 'cpu')")
+    return device
+
+
+# ------------------------------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One training step: the loss, the raw gradient norm, clipping, the learning rate and whether it was skipped."""
+
+    step: int
+    epoch: int
+    loss: float
+    grad_norm: float
+    threshold: float | None
+    clipped: bool
+    skipped: bool
+    lr: float
+    num_molecules: int
+
+
+@dataclass
+class RunResult:
+    """How `Trainer.run` ended."""
+
+    step: int
+    interrupted: bool
+    checkpoint: Path | None
+    best_nll: float | None
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------------------- trainer
+
+
+class Trainer:
+    """EDM training of a denoiser on QM9 (see the module docstring).
+
+    Args:
+        config: the run's configuration.
+        train_set: the training split (a `QM9Dataset`, or anything with `num_atoms` [D], `len` and `batch(indices)`).
+        valid_set: the validation split, for the NLL evaluations (None: no evaluations).
+        model: a denoiser to train instead of `config.model.build()` (tests); its weights must fit the config's
+            model if checkpoints are to be rebuilt by `load_denoiser`.
+        node_histogram: p(N) as counts per atom count (default: the histogram of `train_set`).
+        progress: show a tqdm bar and print evaluation results.
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        train_set,
+        valid_set=None,
+        *,
+        model: torch.nn.Module | None = None,
+        node_histogram: Tensor | None = None,
+        progress: bool = False,
+    ) -> None:
+        self.config, self.progress = config, progress
+        tc = config.train
+        if tc.threads is not None:
+            torch.set_num_threads(tc.threads)
+        self.device = resolve_device(tc.device)
+        if node_histogram is None:
+            node_histogram = torch.bincount(torch.as_tensor(train_set.num_atoms), minlength=MAX_ATOMS + 1)
+        self.node_histogram = torch.as_tensor(node_histogram).to(torch.int64).cpu()  # [30]
+        if config.data.max_train_molecules is not None:
+            train_set = FirstMolecules(train_set, config.data.max_train_molecules)
+        if len(train_set) < config.data.batch_size:
+            raise MolgenError(f"the training set has {len(train_set)} molecules, fewer than one batch "
+                              f"({config.data.batch_size})")
+        self.train_set, self.valid_set = train_set, valid_set
+        self._num_atoms = [int(n) for n in train_set.num_atoms]  # per dataset index, for the noise
+        sampler_cls = SizeBucketBatchSampler if config.data.bucket_by_size else RandomBatchSampler
+        self.batch_sampler = sampler_cls(torch.as_tensor(train_set.num_atoms), config.data.batch_size, tc.seed)
+
+        self.schedule = config.diffusion.build_schedule().to(self.device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(tc.seed)  # the initial weights depend on the seed only
+            model = model if model is not None else config.model.build()
+        self.model = model.to(self.device).train()
+        self.parameters = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.parameters, lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay,
+                                           amsgrad=tc.amsgrad)
+        self.ema = EMA(self.model, tc.ema_decay)
+        self.clipper = AdaptiveClipper()
+
+        self.step = 0  # steps (batches) taken
+        self.epoch = 0  # epoch of the next batch
+        self.batch_in_epoch = 0  # index of the next batch within its epoch
+        self.consecutive_nonfinite = 0
+        self.skipped_steps = 0
+        self.metrics: list[dict[str, Any]] = []
+        self.best_nll: float | None = None
+        self._epoch_cache: tuple[int, list[Tensor]] | None = None
+        self._eval_batches: list[MoleculeBatch] | None = None
+        self._rdkit_note_given = False
+        self._stop_requested = False
+
+    # ------------------------------------------------------------------------------------------ paths
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.config.run_dir)
+
+    @property
+    def last_path(self) -> Path:
+        return self.run_dir / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.run_dir / "best.pt"
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir / "log.csv"
+
+    # ------------------------------------------------------------------------------------------ one step
+
+    def learning_rate(self, step: int) -> float:
+        """The learning rate of step `step` (0-based): linear warm-up, then constant or cosine decay to min_lr."""
+        tc = self.config.train
+        if step < tc.warmup_steps:
+            return tc.lr * (step + 1) / tc.warmup_steps
+        if tc.lr_decay == "none":
+            return tc.lr
+        horizon = tc.lr_decay_steps if tc.lr_decay_steps is not None else tc.max_steps
+        progress = min(max((step - tc.warmup_steps) / max(horizon - tc.warmup_steps, 1), 0.0), 1.0)
+        return tc.min_lr + 0.5 * (tc.lr - tc.min_lr) * (1.0 + math.cos(math.pi * progress))
+
+    def _batches(self, epoch: int) -> list[Tensor]:
+        if self._epoch_cache is None or self._epoch_cache[0] != epoch:
+            self._epoch_cache = (epoch, self.batch_sampler.epoch(epoch))
+        return self._epoch_cache[1]
+
+    def next_indices(self) -> tuple[Tensor, int]:
+        """The dataset indices of the next batch and its epoch (the position advances in `train_step`)."""
+        batches = self._batches(self.epoch)
+        if self.batch_in_epoch >= len(batches):
+            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+            batches = self._batches(self.epoch)
+        return batches[self.batch_in_epoch], self.epoch
+
+    def prepare_batch(self, indices: Tensor, step: int) -> tuple[MoleculeBatch, Tensor, tuple[Tensor, Tensor]]:
+        """The molecules at `indices` on the device, their steps t_int [B] and noise (eps_x [M, 3], eps_h [M, 6])."""
+        batch = self.train_set.batch(indices)
+        index_list = indices.tolist()
+        t_int, eps = per_sample_noise(self.config.train.seed, step, index_list,
+                                      [self._num_atoms[i] for i in index_list],
+                                      self.config.diffusion.timesteps, batch.x.dtype)  # [B], [M, 9]
+        non_blocking = self.device.type == "cuda"
+        batch = batch.to(self.device) if batch.x.device != self.device else batch
+        t_int = t_int.to(self.device, non_blocking=non_blocking)  # [B]
+        eps = eps.to(self.device, non_blocking=non_blocking)  # [M, 9]
+        eps_x = remove_centroid(eps[:, :3], batch.batch, batch.num_molecules)  # [M, 3]
+        return batch, t_int, (eps_x, eps[:, 3:])
+
+    def train_step(self) -> StepResult:
+        """Take one step on the next batch (or skip it if the loss or gradient norm is not finite)."""
+        tc = self.config.train
+        indices, epoch = self.next_indices()
+        step = self.step
+        batch, t_int, noise = self.prepare_batch(indices, step)
+        lr = self.learning_rate(step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = diffusion_loss(self.model, self.schedule, batch, normalization=self.config.diffusion.normalization,
+                              t_int=t_int, noise=noise).loss
+        loss_value, grad_norm, threshold, clipped = float(loss.detach()), math.nan, None, False
+        skipped = not math.isfinite(loss_value)
+        if not skipped:
+            loss.backward()
+            norm = global_grad_norm(self.parameters)  # [] raw global norm
+            grad_norm = float(norm)
+            skipped = not math.isfinite(grad_norm)
+        if skipped:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.consecutive_nonfinite += 1
+            self.skipped_steps += 1
+            log.warning("step %d skipped: non-finite %s (%d in a row)", step,
+                        "loss" if not math.isfinite(loss_value) else "gradient norm", self.consecutive_nonfinite)
+        else:
+            if tc.adaptive_clipping:
+                threshold, clipped = self.clipper.record(grad_norm)
+                if clipped:
+                    scale_gradients(self.parameters, threshold, norm)
+            self.optimizer.step()
+            self.ema.update(self.model)
+            self.consecutive_nonfinite = 0
+        self.step, self.batch_in_epoch = step + 1, self.batch_in_epoch + 1
+        if self.consecutive_nonfinite >= tc.max_consecutive_nonfinite:
+            where = f"; the last checkpoint {self.last_path} is intact" if self.last_path.exists() else ""
+            raise NonFiniteError(
+                f"training stopped at step {step}: {self.consecutive_nonfinite} consecutive steps with a non-finite "
+                f"loss or gradient norm{where} (lower train.lr, or check the data and the model)"
+            )
+        return StepResult(step=step, epoch=epoch, loss=loss_value, grad_norm=grad_norm, threshold=threshold,
+                          clipped=clipped, skipped=skipped, lr=lr, num_molecules=batch.num_molecules)
+
+    # ------------------------------------------------------------------------------------------ evaluation
+
+    def _validation_batches(self) -> list[MoleculeBatch]:
+        """The fixed evaluation subset (the first eval_molecules validation molecules), sorted by size and batched."""
+        if self._eval_batches is None:
+            count = min(self.config.train.eval_molecules, len(self.valid_set))
+            num_atoms = torch.as_tensor(self.valid_set.num_atoms[:count])  # [count]
+            order = torch.argsort(num_atoms, stable=True)  # [count]
+            size = self.config.data.batch_size
+            self._eval_batches = [self.valid_set.batch(chunk) for chunk in torch.split(order, size)]
+        return self._eval_batches
+
+    def evaluate(self) -> dict[str, Any] | None:
+        """Validation NLL of the EMA weights on the fixed subset (1 pass, fixed seed); None without a valid set."""
+        if self.valid_set is None:
+            return None
+        from molgen.diffusion import LikelihoodError
+
+        start = time.perf_counter()
+        try:
+            estimate = evaluate_nll(
+                self.ema.module, self.schedule, self._validation_batches(),
+                NodeCountDistribution(self.node_histogram), passes=1, generator=self.config.train.eval_seed,
+                progress=False, device=self.device,
+            )
+            nll, se, count = estimate.mean, estimate.standard_error, estimate.num_molecules
+        except LikelihoodError as err:
+            log.warning("step %d: validation NLL failed: %s", self.step, err)
+            nll, se, count = math.nan, math.nan, 0
+        return {"kind": "eval", "step": self.step, "epoch": self.epoch, "val_nll": nll, "val_nll_se": se,
+                "num_molecules": count, "seconds": time.perf_counter() - start}
+
+    def sample_metrics(self) -> dict[str, Any] | None:
+        """Sample molecules with the EMA weights and score them; None (with a note) when RDKit is missing."""
+        try:
+            from molgen.chem.metrics import evaluate_molecules
+        except ImportError as err:
+            if not self._rdkit_note_given:
+                log.warning("sample metrics skipped during training: RDKit is not available (%s)", err)
+                self._rdkit_note_given = True
+            return None
+        from molgen.diffusion import SamplingError, sample
+
+        tc = self.config.train
+        start = time.perf_counter()
+        generator = torch.Generator(self.device).manual_seed(tc.sample_seed)
+        node_distribution = NodeCountDistribution(self.node_histogram).to(self.device)
+        molecules = []
+        try:
+            with torch.no_grad():
+                for first in range(0, tc.sample_count, tc.sample_batch_size):
+                    count = min(tc.sample_batch_size, tc.sample_count - first)
+                    batch = sample(self.ema.module, self.schedule, node_distribution=node_distribution,
+                                   num_molecules=count, sampler=tc.sample_sampler, steps=tc.sample_steps,
+                                   generator=generator, device=self.device)
+                    molecules += batch.molecules()
+        except SamplingError as err:
+            log.warning("step %d: sampling failed: %s", self.step, err)
+            return {"kind": "sample", "step": self.step, "epoch": self.epoch, "atom_stable": math.nan,
+                    "mol_stable": math.nan, "validity": math.nan, "uniqueness": math.nan,
+                    "seconds": time.perf_counter() - start}
+        metrics = evaluate_molecules(molecules)
+        return {"kind": "sample", "step": self.step, "epoch": self.epoch, "atom_stable": metrics.atom_stable,
+                "mol_stable": metrics.mol_stable, "validity": metrics.validity, "uniqueness": metrics.uniqueness,
+                "num_molecules": len(molecules), "seconds": time.perf_counter() - start}
+
+    # ------------------------------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, Any]:
+        """The checkpoint payload (see molgen.train.checkpoint)."""
+        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        numpy_state = np.random.get_state()
+        rng["numpy"] = {"key": torch.from_numpy(numpy_state[1].astype(np.int64)), "pos": int(numpy_state[2]),
+                        "has_gauss": int(numpy_state[3]), "gauss": float(numpy_state[4])}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "format_version": CHECKPOINT_FORMAT,
+            "molgen_version": __version__,
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "clip_history": self.clipper.state_dict(),
+            "consecutive_nonfinite": self.consecutive_nonfinite,
+            "skipped_steps": self.skipped_steps,
+            "node_histogram": self.node_histogram.clone(),
+            "rng": rng,
+            "metrics": [dict(m) for m in self.metrics],
+            "best_nll": self.best_nll,
+        }
+
+    def load_state_dict(self, payload: dict[str, Any], path: str | Path = "<memory>") -> None:
+        """Restore the state saved by `state_dict` (a payload from `load_checkpoint`)."""
+        try:
+            self.model.load_state_dict(payload["model"])
+            self.ema.load_state_dict(payload["ema"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise CheckpointError(path, f"its weights or optimizer state do not fit this model: {first}") from None
+        self.step, self.epoch = int(payload["step"]), int(payload["epoch"])
+        self.batch_in_epoch = int(payload["batch_in_epoch"])
+        self.clipper = AdaptiveClipper(payload["clip_history"])
+        self.consecutive_nonfinite = int(payload["consecutive_nonfinite"])
+        self.skipped_steps = int(payload["skipped_steps"])
+        self.node_histogram = torch.as_tensor(payload["node_histogram"]).to(torch.int64).cpu()
+        self.metrics = [dict(m) for m in payload["metrics"]]
+        self.best_nll = payload["best_nll"]
+        self._epoch_cache = None
+        self._restore_rng(payload.get("rng") or {})
+
+    @staticmethod
+    def _restore_rng(rng: dict[str, Any]) -> None:
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if "python" in rng:
+            version, state, gauss = rng["python"]
+            random.setstate((version, tuple(state), gauss))
+        if "numpy" in rng:
+            n = rng["numpy"]
+            np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+        if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+
+    def save_checkpoint(self, path: str | Path | None = None) -> Path:
+        """Write the state to `path` (default run_dir/last.pt) atomically."""
+        path = Path(path) if path is not None else self.last_path
+        save_checkpoint(self.state_dict(), path)
+        return path
+
+    def load_checkpoint(self, path: str | Path) -> list[str]:
+        """Continue from a checkpoint; CheckpointError if it is unreadable or its model/diffusion differ.
+
+        Returns the other config differences (allowed, e.g. a new max_steps), as 'path: old -> new'.
+        """
+        payload = load_checkpoint(path)
+        differences = check_resume_config(payload, self.config, path)
+        self.load_state_dict(payload, path)
+        return differences
+
+    # ------------------------------------------------------------------------------------------ the loop
+
+    def run(self, max_steps: int | None = None) -> RunResult:
+        """Train until `max_steps` (default config.train.max_steps), with logging, evaluation and checkpoints.
+
+        The state is saved to run_dir/last.pt every checkpoint_every steps, at the end, and when SIGINT or SIGTERM
+        arrives (the current step finishes first; a second SIGINT aborts without saving). Periodic saves wait while
+        steps are being skipped as non-finite, and a NonFiniteError (too many in a row) leaves last.pt as it was.
+        """
+        from tqdm.auto import tqdm
+
+        tc = self.config.train
+        max_steps = tc.max_steps if max_steps is None else max_steps
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(self.config, self.run_dir / "config.json")
+        self._trim_log()
+        self._stop_requested = False
+        window: list[tuple[StepResult, float]] = []
+        saved_at = -1
+        bar = tqdm(total=max_steps, initial=self.step, unit="step", dynamic_ncols=True, disable=not self.progress,
+                   desc="train")
+        with self._signals(), self._log_redirect(), open(self.log_path, "a", newline="") as log_file:
+            writer = csv.DictWriter(log_file, fieldnames=LOG_COLUMNS, extrasaction="ignore")
+            if log_file.tell() == 0:
+                writer.writeheader()
+            try:
+                while self.step < max_steps and not self._stop_requested:
+                    start = time.perf_counter()
+                    result = self.train_step()
+                    seconds = time.perf_counter() - start
+                    window.append((result, seconds))
+                    bar.update(1)
+                    if self.progress:
+                        bar.set_postfix(loss=f"{result.loss:.4f}", mol_s=f"{result.num_molecules / seconds:.1f}",
+                                        refresh=False)
+                    if self.step % tc.log_every == 0:
+                        self._write_train_row(writer, window, log_file)
+                        window = []
+                    improved = False
+                    if tc.eval_every and self.step % tc.eval_every == 0 and self.valid_set is not None:
+                        record = self.evaluate()
+                        self._record(record, writer, log_file)
+                        nll = record["val_nll"]
+                        self._note(f"step {self.step}: validation NLL {nll:.3f} ± {record['val_nll_se']:.3f} "
+                                   f"(EMA, {record['num_molecules']} molecules, {record['seconds']:.0f} s)")
+                        improved = math.isfinite(nll) and (self.best_nll is None or nll < self.best_nll)
+                        if improved:
+                            self.best_nll = nll
+                    if tc.sample_every and self.step % tc.sample_every == 0:
+                        record = self.sample_metrics()
+                        if record is not None:
+                            self._record(record, writer, log_file)
+                            self._note(f"step {self.step}: {record.get('num_molecules', 0)} EMA samples: atom "
+                                       f"stable {record['atom_stable']:.3f}, mol stable {record['mol_stable']:.3f}, "
+                                       f"valid {record['validity']:.3f} ({record['seconds']:.0f} s)")
+                    in_nonfinite_streak = self.consecutive_nonfinite > 0  # keep last.pt at a good step
+                    if improved or (self.step % tc.checkpoint_every == 0 and not in_nonfinite_streak):
+                        self.save_checkpoint()
+                        saved_at = self.step
+                    if improved:
+                        copy_checkpoint(self.last_path, self.best_path)
+            finally:
+                bar.close()
+            if window:
+                self._write_train_row(writer, window, log_file)
+            if saved_at != self.step:
+                self.save_checkpoint()
+        if self._stop_requested:
+            self._note(f"interrupted at step {self.step}: state saved to {self.last_path}")
+        return RunResult(step=self.step, interrupted=self._stop_requested, checkpoint=self.last_path,
+                         best_nll=self.best_nll, metrics=list(self.metrics))
+
+    # ------------------------------------------------------------------------------------------ helpers
+
+    def _note(self, message: str) -> None:
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            tqdm.write(message)
+        else:
+            log.info(message)
+
+    def _record(self, record: dict[str, Any], writer: csv.DictWriter, log_file: io.TextIOBase) -> None:
+        self.metrics.append(record)
+        writer.writerow({**_formatted(record), "time": f"{time.time():.0f}"})
+        log_file.flush()
+
+    def _write_train_row(self, writer: csv.DictWriter, window: list[tuple[StepResult, float]], log_file) -> None:
+        results = [r for r, _ in window]
+        finite = [r for r in results if not r.skipped]
+        molecules, seconds = sum(r.num_molecules for r in results), sum(s for _, s in window)
+        row = {
+            "kind": "train", "step": self.step, "epoch": results[-1].epoch,
+            "loss": sum(r.loss for r in finite) / len(finite) if finite else math.nan,
+            "grad_norm": sum(r.grad_norm for r in finite) / len(finite) if finite else math.nan,
+            "clipped": sum(r.clipped for r in results), "skipped": sum(r.skipped for r in results),
+            "lr": results[-1].lr, "mol_per_s": molecules / seconds if seconds > 0 else math.nan,
+            "seconds": seconds, "time": f"{time.time():.0f}",
+        }
+        writer.writerow(_formatted(row))
+        log_file.flush()
+
+    def _trim_log(self) -> None:
+        """Drop log rows from steps after the current state (a run killed after its last checkpoint)."""
+        if not self.log_path.exists():
+            return
+        with open(self.log_path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        kept = [row for row in rows if _int_or_none(row.get("step")) is not None and int(row["step"]) <= self.step]
+        header_ok = self.log_path.read_text().split("\n", 1)[0].strip() == ",".join(LOG_COLUMNS)
+        if len(kept) == len(rows) and header_ok:
+            return
+        with atomic_write(self.log_path) as handle:
+            writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(kept)
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        """SIGINT/SIGTERM request a clean stop after the current step; a second SIGINT aborts at once."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def request_stop(signum, frame) -> None:
+            if self._stop_requested and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+            self._note(f"{signal.Signals(signum).name} received: saving after this step "
+                       "(press Ctrl-C again to abort without saving)")
+
+        previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def _log_redirect(self):
+        if not self.progress:
+            return contextlib.nullcontext()
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        return logging_redirect_tqdm()
+
+
+def _int_or_none(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _formatted(row: dict[str, Any]) -> dict[str, Any]:
+    """Floats with enough digits but not 17."""
+    return {key: (f"{value:.6g}" if isinstance(value, float) else value) for key, value in row.items()}

@@ -1,0 +1,101 @@
+"""Run configs: round trips, files, overrides, validation errors that name the field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from molgen.config import (
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    load_config,
+    parse_override,
+    save_config,
+)
+from molgen.models.ponita import PAPER_SCALE, PonitaConfig
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def test_round_trip_and_resolved_model_config():
+    config = RunConfig.from_dict({"model": {"name": "ponita", "config": {"hidden": 16, "channels_per_kernel": 4}},
+                                  "train": {"lr": 3e-4, "betas": [0.9, 0.99]}, "run_dir": "runs/x"})
+    assert RunConfig.from_dict(config.to_dict()) == config
+    assert json.loads(json.dumps(config.to_dict())) == config.to_dict()
+    # the model config is stored with every field, defaults filled in
+    assert config.model.config == {**PonitaConfig().to_dict(), "hidden": 16, "channels_per_kernel": 4}
+    assert config.train.betas == (0.9, 0.99) and config.data == DataConfig()
+
+
+def test_files_yaml_and_json(tmp_path):
+    (tmp_path / "a.yaml").write_text("train:\n  lr: 1e-4\n  max_steps: 1.7e6\nmodel:\n  name: egnn\n")
+    config = load_config(tmp_path / "a.yaml")
+    assert config.train.lr == 1e-4 and config.train.max_steps == 1_700_000 and config.model.name == "egnn"
+    save_config(config, tmp_path / "a.json")
+    assert load_config(tmp_path / "a.json") == config
+
+
+def test_overrides():
+    path, value = parse_override("train.lr=3e-4")
+    assert path == "train.lr" and RunConfig().replace({path: value}).train.lr == 3e-4
+    config = RunConfig().replace(dict(parse_override(s) for s in ["model.config.hidden=128", "train.amsgrad=false",
+                                                                  "data.cache_dir=/tmp/q", "train.threads=null"]))
+    assert config.model.config["hidden"] == 128 and config.train.amsgrad is False
+    assert config.data.cache_dir == "/tmp/q" and config.train.threads is None
+    with pytest.raises(ValueError, match="section.field=value"):
+        parse_override("train.lr")
+    with pytest.raises(ValueError, match="unknown key.*'lrr'"):
+        RunConfig().replace({"train.lrr": 1.0})
+
+
+@pytest.mark.parametrize("values, field", [
+    ({"train": {"lr": -1}}, "train.lr"),
+    ({"train": {"lr": "fast"}}, "train.lr"),
+    ({"train": {"ema_decay": 1.0}}, "train.ema_decay"),
+    ({"train": {"lr_decay": "linear"}}, "train.lr_decay"),
+    ({"train": {"sample_sampler": "ddim"}}, "train.sample_sampler"),
+    ({"train": {"device": "gpu"}}, "train.device"),
+    ({"train": {"max_steps": 0}}, "train.max_steps"),
+    ({"train": {"warmup_steps": 2.5}}, "train.warmup_steps"),
+    ({"train": {"amsgrad": "yes"}}, "train.amsgrad"),
+    ({"data": {"batch_size": 0}}, "data.batch_size"),
+    ({"diffusion": {"normalization": "atom"}}, "diffusion.normalization"),
+    ({"model": {"name": "transformer"}}, "model.name"),
+    ({"model": {"config": {"hidden": 7}}}, "model.config"),
+    ({"train": {"learning_rate": 1e-3}}, "learning_rate"),
+    ({"optimizer": {}}, "optimizer"),
+])
+def test_invalid_values_name_the_field(values, field):
+    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+        RunConfig.from_dict(values)
+
+
+def test_unknown_model_name_lists_the_allowed_ones():
+    with pytest.raises(ValueError, match="'ponita', 'egnn'"):
+        ModelConfig(name="gnn")
+
+
+def test_file_errors_name_the_file(tmp_path):
+    (tmp_path / "bad.yaml").write_text("train:\n  lr: [\n")
+    with pytest.raises(ValueError, match="bad.yaml"):
+        load_config(tmp_path / "bad.yaml")
+    (tmp_path / "bad.json").write_text(json.dumps({"train": {"foo": 1}}))
+    with pytest.raises(ValueError, match=r"bad\.json.*unknown key.*foo"):
+        load_config(tmp_path / "bad.json")
+
+
+def test_shipped_configs_load():
+    cpu = load_config(CONFIGS / "qm9_ponita_cpu.yaml")
+    assert cpu.model.config["autocast_bf16"] and cpu.train.lr == 1e-3 and cpu.train.lr_decay == "cosine"
+    assert cpu.train.warmup_steps == 500 and cpu.train.min_lr == 1e-5 and cpu.train.ema_decay == 0.999
+    gpu = load_config(CONFIGS / "qm9_ponita_gpu.yaml")
+    assert PonitaConfig.from_dict(gpu.model.config) == PAPER_SCALE
+    assert (gpu.train.lr, gpu.train.warmup_steps, gpu.train.lr_decay, gpu.train.ema_decay) == (1e-4, 0, "none", 0.9999)
+    assert gpu.train.amsgrad and gpu.train.weight_decay == 1e-12 and gpu.data.batch_size == 64
+    egnn = load_config(CONFIGS / "qm9_egnn_gpu.yaml")
+    assert egnn.model.name == "egnn" and egnn.train == gpu.train
+    assert TrainConfig().lr == 1e-4  # the defaults are EDM's recipe
