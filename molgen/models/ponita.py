@@ -50,7 +50,7 @@ class PonitaConfig:
         autocast_bf16: run the network under bf16 autocast (geometry stays in fp32).
     """
 
-    orientations: int = 12
+    orientations: int = 8
     hidden: int = 64
     layers: int = 5
     basis_dim: int = 32
