@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from molgen.configbase import DictConfig, check_keys
+
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 MODEL_NAMES = ("ponita", "egnn")
 
@@ -67,20 +69,11 @@ def _set(obj: Any, name: str, value: Any) -> None:
     object.__setattr__(obj, name, value)
 
 
-def _check_keys(cls: type, values: dict[str, Any], section: str) -> None:
-    if not isinstance(values, dict):
-        raise ValueError(f"{section} must be a mapping of fields, got {type(values).__name__}")
-    known = [f.name for f in fields(cls)]
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ValueError(f"unknown key(s) in {section}: {unknown}; allowed: {known}")
-
-
 # ------------------------------------------------------------------------------------------------ sections
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(DictConfig):
     """The training data.
 
     Attributes:
@@ -89,6 +82,8 @@ class DataConfig:
         bucket_by_size: batches of molecules of similar size (less padding); else uniformly random batches.
         max_train_molecules: train on the first N molecules of the training split only (smoke tests); None: all.
     """
+
+    SECTION = "data"
 
     cache_dir: str | None = None
     batch_size: int = 64
@@ -110,19 +105,11 @@ class DataConfig:
                 raise ValueError(f"data.max_train_molecules must be >= data.batch_size ({self.batch_size}) or null, "
                                  f"got {self.max_train_molecules}")
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict of the fields."""
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> DataConfig:
-        """Build from a dict; unknown keys raise ValueError naming them."""
-        _check_keys(cls, values, "data")
-        return cls(**values)
 
 
 @dataclass(frozen=True)
-class DiffusionConfig:
+class DiffusionConfig(DictConfig):
     """EDM's diffusion: the polynomial_2 schedule and the loss normalisation.
 
     Attributes:
@@ -131,6 +118,8 @@ class DiffusionConfig:
         normalization: "molecule" (divide each molecule's squared error by 9 * its own atom count) or "padded"
             (by 9 * the largest molecule of the batch, EDM's padding).
     """
+
+    SECTION = "diffusion"
 
     timesteps: int = 1000
     precision: float = 1e-5
@@ -145,15 +134,7 @@ class DiffusionConfig:
             raise ValueError(f"diffusion.precision must lie in (0, 0.5), got {self.precision}")
         _check_choice("diffusion", "normalization", self.normalization, ("molecule", "padded"))
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict of the fields."""
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> DiffusionConfig:
-        """Build from a dict; unknown keys raise ValueError naming them."""
-        _check_keys(cls, values, "diffusion")
-        return cls(**values)
 
     def build_schedule(self):
         """The noise schedule (a `PolynomialSchedule`)."""
@@ -163,12 +144,14 @@ class DiffusionConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(DictConfig):
     """The denoiser: its name and its own config (`PonitaConfig` / `EGNNConfig` fields).
 
     `config` is resolved on construction to the model config's full field dict (defaults filled in), so a
     checkpoint records every field even if a default changes later.
     """
+
+    SECTION = "model"
 
     name: Literal["ponita", "egnn"] = "ponita"
     config: dict[str, Any] = field(default_factory=dict)
@@ -190,7 +173,7 @@ class ModelConfig:
         else:
             from molgen.models.egnn import EGNNConfig as cls
         float_fields = {f.name for f in fields(cls) if "float" in str(f.type)}
-        values = {key: _number(f"model.config", key, value) if key in float_fields and isinstance(value, str) else value
+        values = {key: _number("model.config", key, value) if key in float_fields and isinstance(value, str) else value
                   for key, value in self.config.items()}
         return cls.from_dict(values)
 
@@ -208,18 +191,13 @@ class ModelConfig:
         """Plain dict: name and the resolved model config."""
         return {"name": self.name, "config": dict(self.config)}
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
-        """Build from a dict; unknown keys raise ValueError naming them."""
-        _check_keys(cls, values, "model")
-        return cls(**values)
 
     def __hash__(self) -> int:
         return hash((self.name, json.dumps(self.config, sort_keys=True)))
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(DictConfig):
     """Optimisation, EMA, clipping, and the schedule of checkpoints, evaluations and samples.
 
     Attributes:
@@ -244,6 +222,8 @@ class TrainConfig:
         device: "auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:N".
         threads: torch intra-op threads (None: leave torch's default).
     """
+
+    SECTION = "train"
 
     seed: int = 0
     lr: float = 1e-4
@@ -323,11 +303,6 @@ class TrainConfig:
         values["betas"] = list(self.betas)
         return values
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Build from a dict; unknown keys raise ValueError naming them."""
-        _check_keys(cls, values, "train")
-        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -357,7 +332,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunConfig:
         """Build from a nested dict; missing sections take their defaults, unknown keys raise ValueError."""
-        _check_keys(cls, values, "the run config")
+        check_keys(cls, values, "the run config")
         sections = {"data": DataConfig, "diffusion": DiffusionConfig, "model": ModelConfig, "train": TrainConfig}
         built = {name: section.from_dict(values.get(name) or {}) for name, section in sections.items()}
         return cls(**built, **({"run_dir": values["run_dir"]} if "run_dir" in values else {}))

@@ -29,3 +29,15 @@ def qm9_splits(qm9_arrays):
     from molgen.data.qm9 import SPLITS, QM9Dataset
 
     return {split: QM9Dataset(split, arrays=qm9_arrays) for split in SPLITS}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """Run the tests on one intra-op thread: their tensors are small, and threads on a shared 2-core machine
+    mostly wait on each other (the 1000-step sampler test ran 10x slower with two under load)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

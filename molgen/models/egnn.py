@@ -26,13 +26,13 @@ the residual stream h and the sums over neighbours stay in the input's dtype.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from molgen.configbase import DictConfig
 from molgen.data.batch import MoleculeLayout
 from molgen.geometry.centroid import remove_centroid
 from molgen.nn.dense import dense_layout
@@ -42,7 +42,7 @@ NUM_FEATURES = 6
 
 
 @dataclass(frozen=True)
-class EGNNConfig:
+class EGNNConfig(DictConfig):
     """EDM's EGNN hyper-parameters (defaults: EDM's QM9 model).
 
     Attributes:
@@ -53,6 +53,8 @@ class EGNNConfig:
         normalization_factor: the neighbour sums are divided by it (EDM: 1, i.e. plain sums).
         autocast_bf16: run the Linear layers under bf16 autocast (coordinates stay in the input dtype).
     """
+
+    SECTION = "EGNNConfig"
 
     hidden: int = 256
     layers: int = 9
@@ -77,19 +79,6 @@ class EGNNConfig:
             object.__setattr__(self, name, float(value))
         if not isinstance(self.autocast_bf16, bool):
             raise ValueError(f"EGNNConfig.autocast_bf16 must be true or false, got {self.autocast_bf16!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict of the fields."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> EGNNConfig:
-        """Build from a dict (as written by `to_dict`); unknown keys raise ValueError."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown EGNNConfig field(s) {unknown}; allowed: {sorted(known)}")
-        return cls(**values)
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,12 @@ shrinks as O grows (tests measure it).
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from molgen.configbase import DictConfig
 from molgen.data.batch import MoleculeLayout
 from molgen.geometry.centroid import remove_centroid
 from molgen.geometry.invariants import orientation_invariants, pair_invariants
@@ -33,7 +34,7 @@ NUM_FEATURES = 6  # scaled one-hot (5) and charge (1)
 
 
 @dataclass(frozen=True)
-class PonitaConfig:
+class PonitaConfig(DictConfig):
     """Sizes and options of the PONITA denoiser.
 
     Attributes:
@@ -49,6 +50,8 @@ class PonitaConfig:
         time_in_basis: also condition the spatial kernel basis on t.
         autocast_bf16: run the network under bf16 autocast (geometry stays in fp32).
     """
+
+    SECTION = "PonitaConfig"
 
     orientations: int = 8
     hidden: int = 64
@@ -72,18 +75,6 @@ class PonitaConfig:
                              f"({self.channels_per_kernel})")
         if self.layer_scale is not None and not self.layer_scale > 0:
             raise ValueError(f"PonitaConfig.layer_scale must be positive or None, got {self.layer_scale!r}")
-
-    def to_dict(self) -> dict:
-        """Plain dict of the fields (for checkpoints and config files)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> PonitaConfig:
-        """Build from a dict; unknown keys are an error naming them."""
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown PonitaConfig fields: {sorted(unknown)}")
-        return cls(**values)
 
 
 PAPER_SCALE = PonitaConfig(orientations=12, hidden=256, layers=9, basis_dim=256, basis_hidden=256, channels_per_kernel=1)

@@ -150,6 +150,6 @@ def test_config_validation_and_round_trip():
         PonitaConfig(orientations=0)
     with pytest.raises(ValueError, match="layer_scale"):
         PonitaConfig(layer_scale=-1.0)
-    with pytest.raises(ValueError, match="unknown PonitaConfig fields"):
+    with pytest.raises(ValueError, match="unknown key"):
         PonitaConfig.from_dict({"width": 3})
     assert not math.isnan(PAPER_SCALE.hidden)
