@@ -49,7 +49,7 @@ def test_bad_file_is_one_line_error(tmp_path, capsys):
 
 def test_files_or_split_not_both(tmp_path, capsys):
     assert main(["evaluate", "--novelty", "no"]) == 2
-    assert "give molecule files or --qm9-split" in capsys.readouterr().err
+    assert "give molecule files, --qm9-split or --checkpoint" in capsys.readouterr().err
 
 
 def test_evaluate_qm9_split(qm9_cache_dir, tmp_path, capsys):

@@ -188,20 +188,29 @@ class Metrics:
             if field.name not in ("smiles", "problems")
         }
 
-    def format_table(self) -> str:
-        """A small human-readable table: each metric in percent with its count."""
-        rows = [
-            ("atom stability", self.atom_stable, f"{self.n_stable_atoms} / {self.n_atoms}"),
-            ("mol stability", self.mol_stable, f"{self.n_stable_molecules} / {self.n_molecules}"),
-            ("validity", self.validity, f"{self.n_valid} / {self.n_molecules}"),
-            ("uniqueness", self.uniqueness, f"{self.n_unique} / {self.n_valid}"),
-            ("valid & unique", self.valid_and_unique, f"{self.n_unique} / {self.n_molecules}"),
-            ("novelty", self.novelty, "-" if self.n_novel is None else f"{self.n_novel} / {self.n_unique}"),
+    def rows(self) -> list[tuple[str, str, float | None, int | None, int]]:
+        """(field, label, fraction, numerator, denominator) of each metric; the numerator is None when unscored."""
+        return [
+            ("atom_stable", "atom stability", self.atom_stable, self.n_stable_atoms, self.n_atoms),
+            ("mol_stable", "mol stability", self.mol_stable, self.n_stable_molecules, self.n_molecules),
+            ("validity", "validity", self.validity, self.n_valid, self.n_molecules),
+            ("uniqueness", "uniqueness", self.uniqueness, self.n_unique, self.n_valid),
+            ("valid_and_unique", "valid & unique", self.valid_and_unique, self.n_unique, self.n_molecules),
+            ("novelty", "novelty", self.novelty, self.n_novel, self.n_unique),
         ]
-        lines = [f"{'metric':<16}{'%':>8}  count"]
-        for name, value, count in rows:
+
+    def format_table(self, intervals: dict[str, tuple[float, float]] | None = None) -> str:
+        """A small human-readable table: each metric in percent with its count (and interval, when given)."""
+        header = f"{'metric':<16}{'%':>8}  " + (f"{'95% CI':<13}  " if intervals else "") + "count"
+        lines = [header]
+        for name, label, value, numerator, denominator in self.rows():
             percent = "-" if value is None else f"{100 * value:.2f}"
-            lines.append(f"{name:<16}{percent:>8}  {count}")
+            count = "-" if numerator is None else f"{numerator} / {denominator}"
+            line = f"{label:<16}{percent:>8}  "
+            if intervals:
+                low, high = intervals.get(name) or (None, None)
+                line += f"{'-' if low is None else f'{100 * low:.2f}-{100 * high:.2f}':<13}  "
+            lines.append(line + count)
         if self.problems:
             index, reason = self.problems[0]
             lines.append(f"{len(self.problems)} molecule(s) could not be scored, e.g. #{index}: {reason}")

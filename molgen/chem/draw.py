@@ -1,0 +1,152 @@
+"""Pictures of molecules with RDKit: a grid of 2D depictions labelled with SMILES, and a denoising-chain strip.
+
+Bonds everywhere are EDM's distance rule (molgen.chem.bonds), so a picture shows exactly what the metrics scored.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from rdkit import Chem, rdBase
+from rdkit.Chem import rdDepictor
+from rdkit.Chem.Draw import rdMolDraw2D
+
+from molgen.atomic import atomic_write
+from molgen.chem.bonds import bond_order_matrix
+from molgen.chem.metrics import (
+    Molecule,
+    MoleculeCheck,
+    build_molecule,
+    largest_fragment,
+    sanitize,
+)
+
+PANEL = (250, 200)  # pixels per molecule (width, height)
+
+
+def molecule_to_rdkit(positions: np.ndarray, atom_types: np.ndarray) -> Chem.Mol:
+    """An RDKit molecule with EDM's bonds and a 3D conformer; sanitised when possible, else left unsanitised.
+
+    Shapes: positions [N, 3] (Å), atom_types [N] (indices into ELEMENTS).
+    """
+    types = np.asarray(atom_types, dtype=np.intp)  # [N]
+    positions = np.asarray(positions, dtype=np.float64)  # [N, 3]
+    mol = build_molecule(types, bond_order_matrix(positions, types))
+    conformer = Chem.Conformer(len(types))
+    for index, xyz in enumerate(positions.tolist()):
+        conformer.SetAtomPosition(index, xyz)
+    mol.AddConformer(conformer, assignId=True)
+    if sanitize(mol) is not None:
+        mol.UpdatePropertyCache(strict=False)
+    return mol.GetMol()
+
+
+def _depiction(positions: np.ndarray, atom_types: np.ndarray, check: MoleculeCheck) -> Chem.Mol:
+    """A 2D depiction: the valid molecule's largest fragment without hydrogens, else all atoms unsanitised."""
+    mol = molecule_to_rdkit(positions, atom_types)
+    if check.valid:
+        with rdBase.BlockLogs():
+            heavy = Chem.RemoveHs(largest_fragment(mol), sanitize=False)
+        mol = heavy if heavy.GetNumAtoms() else mol
+    mol = Chem.Mol(mol)
+    mol.RemoveAllConformers()
+    rdDepictor.Compute2DCoords(mol)
+    return mol
+
+
+def grid_legend(depiction: Chem.Mol, check: MoleculeCheck) -> str:
+    """The label under a molecule: the SMILES of its depiction (hydrogens implicit) or 'invalid', and 'stable'."""
+    text = Chem.MolToSmiles(depiction) if check.valid else "invalid"
+    return f"{text}  (stable)" if check.stable else text
+
+
+def _draw(mols: Sequence[Chem.Mol], legends: Sequence[str], columns: int, highlight: Sequence[bool]) -> bytes:
+    """PNG bytes of `mols` in a grid with `columns` panels per row; highlighted panels get a green frame."""
+    rows = -(-len(mols) // columns)
+    width, height = PANEL
+    drawer = rdMolDraw2D.MolDraw2DCairo(width * columns, height * rows, width, height)
+    options = drawer.drawOptions()
+    options.legendFontSize = 14
+    options.prepareMolsBeforeDrawing = False
+    with rdBase.BlockLogs():
+        drawer.DrawMolecules(list(mols), legends=list(legends))
+    for index, marked in enumerate(highlight):
+        if marked:
+            _frame(drawer, index % columns, index // columns)
+    drawer.FinishDrawing()
+    return drawer.GetDrawingText()
+
+
+def _frame(drawer: rdMolDraw2D.MolDraw2D, column: int, row: int) -> None:
+    """A green rectangle around one panel (marks stable molecules)."""
+    from rdkit.Geometry import Point2D
+
+    width, height = PANEL
+    drawer.SetColour((0.1, 0.6, 0.2))
+    drawer.SetLineWidth(4)
+    drawer.SetFillPolys(False)
+    drawer.DrawRect(Point2D(column * width + 3, row * height + 3), Point2D((column + 1) * width - 3,
+                                                                          (row + 1) * height - 3), rawCoords=True)
+
+
+def draw_grid(
+    path: str | Path, molecules: Sequence[Molecule], checks: Sequence[MoleculeCheck], columns: int = 6
+) -> None:
+    """Write a PNG grid of 2D depictions labelled with SMILES; stable molecules are framed in green and marked.
+
+    Valid molecules show their largest fragment (the one the metrics' SMILES describes) without hydrogens.
+    """
+    if not molecules:
+        raise ValueError("draw_grid needs at least one molecule")
+    depictions = [_depiction(x, types, check) for (x, types), check in zip(molecules, checks, strict=True)]
+    legends = [grid_legend(mol, check) for mol, check in zip(depictions, checks)]
+    png = _draw([_prepared(mol) for mol in depictions], legends, min(columns, len(depictions)),
+                [check.stable for check in checks])
+    with atomic_write(path, "wb") as handle:
+        handle.write(png)
+
+
+def _prepared(mol: Chem.Mol) -> Chem.Mol:
+    """Prepare a molecule for drawing without kekulising (unsanitised molecules may not kekulise)."""
+    with rdBase.BlockLogs():
+        return rdMolDraw2D.PrepareMolForDrawing(mol, kekulize=False, addChiralHs=False)
+
+
+def chain_frame_mol(positions: np.ndarray, atom_types: np.ndarray) -> Chem.Mol:
+    """One frame of a denoising chain: EDM's bonds at this frame, drawn at the 3D positions seen along z."""
+    mol = Chem.Mol(molecule_to_rdkit(positions, atom_types))
+    conformer = mol.GetConformer()
+    for index, (x, y, _) in enumerate(np.asarray(positions, dtype=np.float64).tolist()):
+        conformer.SetAtomPosition(index, (x, y, 0.0))
+    conformer.Set3D(False)
+    return mol
+
+
+def draw_chain(path: str | Path, frames: Sequence[Molecule], labels: Sequence[str], columns: int | None = None) -> None:
+    """Write a denoising chain as a PNG strip (one panel per frame, left to right) or, for a .gif path, an animation.
+
+    Each frame shows the 3D state projected onto the xy plane (not a 2D layout), so the atoms can be followed
+    from frame to frame; bonds are EDM's rule at each frame.
+    """
+    if not frames:
+        raise ValueError("draw_chain needs at least one frame")
+    mols = [_prepared(chain_frame_mol(x, types)) for x, types in frames]
+    if str(path).lower().endswith(".gif"):
+        _write_gif(path, [_draw([mol], [label], 1, [False]) for mol, label in zip(mols, labels, strict=True)])
+        return
+    png = _draw(mols, list(labels), columns or len(mols), [False] * len(mols))
+    with atomic_write(path, "wb") as handle:
+        handle.write(png)
+
+
+def _write_gif(path: str | Path, pngs: Sequence[bytes], milliseconds: int = 250) -> None:
+    """An animated GIF of PNG frames (the last one held for 2 s), written atomically."""
+    from PIL import Image
+
+    images = [Image.open(io.BytesIO(png)).convert("RGB") for png in pngs]
+    durations = [milliseconds] * (len(images) - 1) + [2000]
+    with atomic_write(path, "wb") as handle:
+        images[0].save(handle, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0)

@@ -1,0 +1,199 @@
+"""`molgen sample` and `molgen evaluate --checkpoint`: sampling from a checkpoint, files, pictures and the paper protocol."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+from molgen.errors import DataError, MolgenError
+from molgen.evaluation import intervals
+from molgen.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS, SampleSettings
+
+GRID_COLUMNS = 6
+
+
+def _positive(text: str) -> int:
+    """argparse type: an integer >= 1 (0 and negatives get one clear message)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def add_sampling_arguments(parser: argparse.ArgumentParser, count_flag: str, count_default: int) -> None:
+    """The options shared by `sample` and `evaluate --checkpoint`."""
+    parser.add_argument("-n", count_flag, type=_positive, default=count_default, dest="num_molecules",
+                        help="number of molecules to sample")
+    parser.add_argument("--sampler", choices=SAMPLERS, default=DEFAULT_SAMPLER,
+                        help="ancestral: EDM's sampler; heun: Heun's method on the probability-flow ODE (few steps)")
+    parser.add_argument("--steps", type=_positive, default=None,
+                        help="sampler steps (default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items())
+                             + ")")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (same seed and batch size: same molecules)")
+    parser.add_argument("--batch-size", type=_positive, default=100, help="molecules per network call")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--raw-weights", action="store_true",
+                        help="use the trained weights instead of their EMA (EDM samples with the EMA)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_sample_parser(commands: argparse._SubParsersAction) -> None:
+    """`molgen sample`."""
+    parser = commands.add_parser(
+        "sample", help="sample molecules from a checkpoint (default: the shipped QM9 model)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Sample 3D molecules and write OUT/molecules.sdf (with EDM's bonds), OUT/molecules.xyz, "
+                    "OUT/grid.png (2D depictions labelled with SMILES, stable molecules framed) and OUT/summary.json; "
+                    "with --chain also the denoising chain of the first molecule as OUT/chain.png and OUT/chain.gif.",
+    )
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="checkpoint file (default: $MOLGEN_CHECKPOINT or checkpoints/qm9_ponita_cpu.pt)")
+    add_sampling_arguments(parser, "--num-molecules", 100)
+    parser.add_argument("--num-atoms", type=_positive, default=None,
+                        help="give every molecule this many atoms (only counts seen in training); default: draw "
+                             "from the training histogram")
+    parser.add_argument("--out", type=Path, default=Path("samples"), help="output folder")
+    parser.add_argument("--grid", type=_non_negative, default=24, help="molecules in grid.png (0: no picture)")
+    parser.add_argument("--chain", action="store_true", help="also draw the first molecule's denoising chain")
+    parser.add_argument("--chain-frames", type=_positive, default=10, help="frames of the chain (with --chain)")
+
+
+def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `evaluate --checkpoint` options (EDM's protocol: samples, metrics, test NLL)."""
+    group = parser.add_argument_group("scoring a checkpoint (--checkpoint)")
+    group.add_argument("--checkpoint", type=Path, default=None, help="sample from this checkpoint and score it")
+    group.add_argument("--nll-passes", type=_non_negative, default=1,
+                       help="passes of the test-split NLL (EDM reports 5; 0 skips it)")
+    group.add_argument("--nll-molecules", type=_positive, default=None,
+                       help="NLL on the first N test molecules only (default: the whole test split, as EDM)")
+    add_sampling_arguments(group, "--num-samples", 1000)
+
+
+def _settings(args: argparse.Namespace) -> SampleSettings:
+    return SampleSettings(num_molecules=args.num_molecules, sampler=args.sampler, steps=args.steps, seed=args.seed,
+                          num_atoms=getattr(args, "num_atoms", None), batch_size=args.batch_size, device=args.device,
+                          use_ema=not args.raw_weights)
+
+
+def _sampled(args: argparse.Namespace, chain_frames: int = 0):
+    """Load the checkpoint and sample as the arguments say; returns (LoadedModel, Samples)."""
+    from molgen.sampling import default_checkpoint, generate, load_model
+
+    settings = _settings(args)
+    settings.check()
+    loaded = load_model(args.checkpoint, settings)
+    path = args.checkpoint if args.checkpoint is not None else default_checkpoint()
+    return loaded, generate(loaded, settings, path, progress=not args.no_progress, chain_frames=chain_frames)
+
+
+def _describe(samples) -> str:
+    s = samples.settings
+    weights = "EMA weights" if s.use_ema else "raw weights"
+    return (f"{len(samples.molecules):,} molecules from {samples.checkpoint} (step {samples.checkpoint_step:,}, "
+            f"{weights}), {s.sampler} sampler, {s.resolved_steps} steps, seed {s.seed}: "
+            f"{samples.seconds:.1f} s ({samples.seconds_per_molecule:.3f} s per molecule)")
+
+
+def sample_command(args: argparse.Namespace) -> None:
+    """`molgen sample`: sample, then write every file atomically and print a short summary."""
+    from molgen.chem.draw import draw_chain, draw_grid
+    from molgen.chem.io import write_sdf, write_xyz
+    from molgen.sampling import chain_labels
+
+    _, samples = _sampled(args, args.chain_frames if args.chain else 0)
+    metrics, checks = samples.metrics(), samples.checks
+    names = [f"molgen sample {i}: {check.smiles if check.valid else 'invalid'}"
+             + (" (stable)" if check.stable else "") for i, check in enumerate(checks)]
+    out: Path = args.out
+    files: list[Path] = [out / "molecules.sdf", out / "molecules.xyz"]
+    _write_step(lambda: write_sdf(files[0], samples.molecules, names))
+    _write_step(lambda: write_xyz(files[1], samples.molecules, names))
+    if args.grid:
+        files.append(out / "grid.png")
+        shown = slice(0, args.grid)
+        _write_step(lambda: draw_grid(files[-1], samples.molecules[shown], checks[shown], GRID_COLUMNS))
+    if args.chain:
+        frames = [(frame.positions, frame.atom_types) for frame in samples.chain]
+        for name in ("chain.png", "chain.gif"):
+            files.append(out / name)
+            _write_step(lambda: draw_chain(files[-1], frames, chain_labels(samples.chain)))
+    summary = {"checkpoint": str(samples.checkpoint), "checkpoint_step": samples.checkpoint_step,
+               "settings": asdict(samples.settings), "seconds": samples.seconds,
+               "files": [str(f) for f in files], **metrics.to_dict()}
+    files.append(out / "summary.json")
+    _write_step(lambda: _write_json(files[-1], summary))
+    print(_describe(samples))
+    print(f"stable: {metrics.n_stable_molecules} of {metrics.n_molecules} molecules ({100 * metrics.mol_stable:.1f}%), "
+          f"{100 * metrics.atom_stable:.1f}% of atoms; valid: {metrics.n_valid} ({100 * metrics.validity:.1f}%), "
+          f"{metrics.n_unique} unique")
+    print("files: " + ", ".join(str(f) for f in files))
+
+
+def _write_step(write: Callable[[], None]) -> None:
+    """Run one file writer, turning an OS error (no space, no permission) into one clear message."""
+    try:
+        write()
+    except OSError as err:
+        raise MolgenError(f"cannot write {err.filename or 'the output'}: {err.strerror or err}") from None
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    from molgen.atomic import atomic_write
+
+    with atomic_write(path) as handle:
+        json.dump(payload, handle, indent=2)
+
+
+def evaluate_checkpoint(args: argparse.Namespace, training_smiles: Callable[[], set[str] | None]) -> None:
+    """`molgen evaluate --checkpoint`: EDM's protocol — metrics of N samples with 95% CIs and the test NLL.
+
+    `training_smiles` is called after sampling (it may need the QM9 data; a bad checkpoint fails first).
+    """
+    loaded, samples = _sampled(args)
+    metrics = samples.metrics(training_smiles())
+    nll = _test_nll(loaded, args) if args.nll_passes else None
+    print(_describe(samples))
+    print(metrics.format_table(intervals(metrics)))
+    if nll is not None:
+        print(f"test NLL {nll.mean:.2f} ± {nll.standard_error:.2f} nats per molecule ({nll.num_molecules:,} test "
+              f"molecules, {args.nll_passes} pass(es), standard error)")
+    if args.json is not None:
+        payload = {"checkpoint": str(samples.checkpoint), "checkpoint_step": samples.checkpoint_step,
+                   "settings": asdict(samples.settings), "sampling_seconds": samples.seconds,
+                   "seconds_per_molecule": samples.seconds_per_molecule, **metrics.to_dict(),
+                   "intervals_95": {k: list(v) for k, v in intervals(metrics).items()},
+                   "test_nll": None if nll is None else {"mean": nll.mean, "standard_error": nll.standard_error,
+                                                         "num_molecules": nll.num_molecules,
+                                                         "passes": args.nll_passes}}
+        _write_step(lambda: _write_json(args.json, payload))
+        print(f"metrics written to {args.json}")
+
+
+def _test_nll(loaded, args: argparse.Namespace):
+    """EDM's test-split NLL of the loaded weights, or None (with a note) when the QM9 data is not installed."""
+    from molgen.evaluation import test_split_nll
+
+    try:
+        return test_split_nll(loaded, args.cache_dir, args.nll_passes, args.batch_size, args.seed,
+                              args.nll_molecules, progress=not args.no_progress)
+    except DataError as err:
+        print(f"test NLL not computed: {err}", file=sys.stderr)
+        return None
