@@ -31,6 +31,14 @@ def _parser() -> argparse.ArgumentParser:
     prepare.add_argument("--rebuild", action="store_true", help="rebuild the cache even if it is intact")
     prepare.add_argument("--cache-dir", type=Path, default=None,
                          help="cache folder (default: $MOLGEN_CACHE_DIR or ~/.cache/molgen)")
+    export = data_commands.add_parser(
+        "export", help="write the train and valid splits as one compact file that `molgen train --data` reads "
+                       "without qm9pack", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    export.add_argument("path", type=Path, help="the .npz file to write (e.g. exports/qm9_train_valid.npz)")
+    export.add_argument("--max-molecules", type=int, default=None, metavar="N",
+                        help="only the first N molecules of each split (small test runs)")
+    export.add_argument("--cache-dir", type=Path, default=None,
+                        help="cache folder (default: $MOLGEN_CACHE_DIR or ~/.cache/molgen)")
 
     add_sample_parser(commands)
 
@@ -65,6 +73,11 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--run-dir", type=Path, default=None, help="override run_dir")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                        help="override a config field, e.g. --set train.lr=3e-4 --set model.config.hidden=128")
+    train.add_argument("--data", type=Path, default=None, metavar="EXPORT",
+                       help="train from a data export (`molgen data export`) instead of the QM9 cache")
+    train.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                       help="stop after the step during which this many seconds of training have passed, saving "
+                            "last.pt (continue with --resume)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -87,6 +100,19 @@ def _prepare(args: argparse.Namespace) -> None:
     total = int(counts.sum())
     print("train atom types: " + ", ".join(f"{e} {int(c):,} ({100 * int(c) / total:.2f}%)"
                                           for e, c in zip(ELEMENTS, counts)))
+
+
+def _export(args: argparse.Namespace) -> None:
+    from molgen.data.export import export_splits
+    from molgen.data.qm9 import load_splits
+
+    counts = export_splits(args.path, load_splits(args.cache_dir), args.max_molecules)
+    print(f"wrote {args.path} ({args.path.stat().st_size / 2**20:.1f} MiB): train {counts['train']:,} and valid "
+          f"{counts['valid']:,} molecules")
+
+
+def _data(args: argparse.Namespace) -> None:
+    {"prepare": _prepare, "export": _export}[args.data_command](args)
 
 
 def _training_smiles(args: argparse.Namespace) -> set[str] | None:
@@ -151,35 +177,66 @@ def _train(args: argparse.Namespace) -> None:
     if resume is None and (run_dir / "last.pt").exists():
         raise MolgenError(f"{run_dir} already holds a run (last.pt): pass --resume to continue it, or choose "
                           "another --run-dir")
+    if args.time_limit is not None and not args.time_limit > 0:
+        raise MolgenError(f"--time-limit must be a number of seconds > 0, got {args.time_limit}")
 
-    from molgen.data.qm9 import load_splits
+    from molgen.train.distributed import World, process_group
+    from molgen.device import resolve_device
+
+    world = World.from_environment()  # torchrun's processes; one process otherwise
+    if not world.is_main:
+        logging.getLogger("molgen.train").setLevel(logging.ERROR)
+    with process_group(world, world.device(resolve_device(config.train.device))):
+        _train_process(args, config, world, resume)
+
+
+def _train_process(args: argparse.Namespace, config, world, resume: Path | None) -> None:
+    """Train in this process (one of torchrun's, or alone); only process 0 prints."""
     from molgen.data.stats import node_count_histogram
     from molgen.train.loop import Trainer
 
-    splits = load_splits(Path(config.data.cache_dir) if config.data.cache_dir else None)
-    trainer = Trainer(config, splits["train"], splits["valid"], node_histogram=node_count_histogram(splits["train"]),
-                      progress=not args.no_progress)
+    def say(message: str) -> None:
+        if world.is_main:
+            print(message)
+
+    if args.data is not None:
+        from molgen.data.export import load_export
+
+        export = load_export(args.data)
+        splits, node_histogram = export.splits, export.node_histogram
+    else:
+        from molgen.data.qm9 import load_splits
+
+        splits = load_splits(Path(config.data.cache_dir) if config.data.cache_dir else None)
+        node_histogram = node_count_histogram(splits["train"])
+    trainer = Trainer(config, splits["train"], splits["valid"], node_histogram=node_histogram,
+                      progress=not args.no_progress and world.is_main, world=world)
     if resume is not None:
         changed = trainer.load_checkpoint(resume)
-        print(f"resuming from {resume} at step {trainer.step:,} (epoch {trainer.epoch})"
-              + (f"; config changes: {'; '.join(changed)}" if changed else ""))
+        say(f"resuming from {resume} at step {trainer.step:,} (epoch {trainer.epoch})"
+            + (f"; config changes: {'; '.join(changed)}" if changed else ""))
     parameters = sum(p.numel() for p in trainer.model.parameters())
-    print(f"{config.model.name}: {parameters:,} parameters on {trainer.device}; run folder {run_dir}; "
-          f"{len(trainer.train_set):,} training molecules, batch {config.data.batch_size}")
-    result = trainer.run()
+    processes = f" in each of {world.size} processes" if world.distributed else ""
+    say(f"{config.model.name}: {parameters:,} parameters on {trainer.device}{processes}; run folder "
+        f"{config.run_dir}; {len(trainer.train_set):,} training molecules, batch {config.data.batch_size}")
+    result = trainer.run(time_limit=args.time_limit)
     if result.interrupted:
-        print(f"stopped at step {result.step:,}, state saved to {result.checkpoint}; continue with the same command "
-              "and --resume")
+        say(f"stopped at step {result.step:,}, state saved to {result.checkpoint}; continue with the same command "
+            "and --resume")
         raise KeyboardInterrupt
-    best = "" if result.best_nll is None else f"; best validation NLL {result.best_nll:.3f} ({run_dir / 'best.pt'})"
-    print(f"finished at step {result.step:,}: {result.checkpoint}{best}")
+    if result.out_of_time:
+        say(f"time limit reached at step {result.step:,}, state saved to {result.checkpoint}; continue with the same "
+            "command and --resume")
+        return
+    best = "" if result.best_nll is None else f"; best validation NLL {result.best_nll:.3f} ({trainer.best_path})"
+    say(f"finished at step {result.step:,}: {result.checkpoint}{best}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `molgen` command; user errors print one line and exit with status 2."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     args = _parser().parse_args(argv)
-    handlers = {"data": _prepare, "sample": sample_command, "evaluate": _evaluate, "train": _train}
+    handlers = {"data": _data, "sample": sample_command, "evaluate": _evaluate, "train": _train}
     try:
         handlers[args.command](args)
     except MolgenError as err:

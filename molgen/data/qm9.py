@@ -23,10 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from molgen.atomic import atomic_write
-from molgen.data.batch import MoleculeBatch
+from molgen.data.packed import PackedMolecules
 from molgen.elements import TYPE_INDEX
 from molgen.errors import DataError
 
@@ -257,51 +256,26 @@ def edm_split() -> dict[str, np.ndarray]:
     return {"train": perm[:n_train], "valid": perm[n_train : n_train + n_valid], "test": perm[n_train + n_valid :]}
 
 
-class QM9Dataset(Dataset):
-    """One split of QM9; item i is a single-molecule `MoleculeBatch`, `batch(indices)` gathers many at once."""
+class QM9Dataset(PackedMolecules):
+    """One split of QM9 (EDM's split of the cached arrays); see `PackedMolecules` for batches."""
 
     def __init__(self, split: str, directory: Path | None = None, dtype: torch.dtype = torch.float32,
                  arrays: QM9Arrays | None = None) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
         arrays = arrays if arrays is not None else load_qm9_arrays(directory)
-        self.split, self.dtype = split, dtype
         self.molecule_ids = edm_split()[split]  # [B] positions into the index-sorted list
         ptr = arrays.ptr
         atom_ids = np.concatenate([np.arange(ptr[i], ptr[i + 1]) for i in self.molecule_ids])  # [M]
-        self.num_atoms = torch.from_numpy(arrays.num_atoms[self.molecule_ids])  # [B]
-        self.ptr = torch.cat([torch.zeros(1, dtype=torch.int64), self.num_atoms.cumsum(0)])  # [B + 1]
-        self.positions = torch.from_numpy(arrays.positions[atom_ids])  # [M, 3] float64
-        self.atom_type = torch.from_numpy(arrays.atom_type[atom_ids].astype(np.int64))  # [M]
-        self.index = torch.from_numpy(arrays.index[self.molecule_ids])  # [B]
-        self.properties = torch.from_numpy(arrays.properties[self.molecule_ids])  # [B, P]
-
-    def __len__(self) -> int:
-        return len(self.molecule_ids)
-
-    def __getitem__(self, i: int) -> MoleculeBatch:
-        return self.batch([i])
-
-    def batch(self, indices) -> MoleculeBatch:
-        """The molecules at `indices` (positions into this split) as one batch."""
-        indices = torch.as_tensor(indices, dtype=torch.int64).reshape(-1)  # [B]
-        if indices.numel() and (indices.min() < -len(self) or indices.max() >= len(self)):
-            raise IndexError(f"index out of range for the {self.split} split of {len(self)} molecules")
-        indices = indices % len(self)
-        num_atoms = self.num_atoms[indices]  # [B]
-        starts = self.ptr[indices]  # [B]
-        offsets = torch.arange(int(num_atoms.sum())) - torch.repeat_interleave(num_atoms.cumsum(0) - num_atoms, num_atoms)
-        atom_ids = torch.repeat_interleave(starts, num_atoms) + offsets  # [M]
-        return MoleculeBatch.from_arrays(
-            self.positions[atom_ids].to(self.dtype), self.atom_type[atom_ids], num_atoms,
-            index=self.index[indices], center=False,
+        super().__init__(
+            split,
+            num_atoms=torch.from_numpy(arrays.num_atoms[self.molecule_ids]),  # [B]
+            positions=torch.from_numpy(arrays.positions[atom_ids]),  # [M, 3] float64
+            atom_type=torch.from_numpy(arrays.atom_type[atom_ids].astype(np.int64)),  # [M]
+            index=torch.from_numpy(arrays.index[self.molecule_ids]),  # [B]
+            dtype=dtype,
         )
-
-    def molecules(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """All molecules as (positions float64 [N, 3], atom types [N]) pairs, the input of the metrics."""
-        ptr = self.ptr.tolist()
-        pos, types = self.positions.numpy(), self.atom_type.numpy()
-        return [(pos[a:b], types[a:b]) for a, b in zip(ptr[:-1], ptr[1:])]
+        self.properties = torch.from_numpy(arrays.properties[self.molecule_ids])  # [B, P]
 
 
 def load_splits(directory: Path | None = None, dtype: torch.dtype = torch.float32) -> dict[str, QM9Dataset]:

@@ -136,6 +136,7 @@ def diffusion_loss(
     normalization: Normalization = "molecule",
     t_int: Tensor | None = None,
     noise: tuple[Tensor, Tensor] | None = None,
+    padded_atoms: int | None = None,
 ) -> DiffusionLoss:
     """EDM's l2 training loss (EDM Alg. 1 with its QM9 settings) in the batch's position dtype.
 
@@ -145,11 +146,13 @@ def diffusion_loss(
     divided by 9 * N with
       - normalization="molecule" (default): N = the molecule's own atom count, so a molecule's loss does not
         depend on which molecules share its batch (bucketing, batch size, data-parallel splits);
-      - normalization="padded": N = the largest molecule in the batch, EDM's padded normalisation.
+      - normalization="padded": N = the largest molecule in the batch, EDM's padded normalisation (or
+        `padded_atoms`: a data-parallel shard passes the largest molecule of the whole batch).
     The constant terms of EDM's printed training loss (kl_prior, -log p(N)) have no gradient and are left out.
 
     Args:
         t_int: optional steps [B] (else drawn from the generator); noise: optional (eps_x [M, 3], eps_h [M, 6]).
+        padded_atoms: N for normalization="padded" (default: the largest molecule of `batch`).
     """
     if normalization not in ("molecule", "padded"):
         raise ValueError(f"normalization must be 'molecule' or 'padded', got {normalization!r}")
@@ -166,7 +169,8 @@ def diffusion_loss(
     error_x = sum_per_molecule((eps_x - eps_hat_x) ** 2, batch.batch, num_molecules)  # [B]
     error_h = sum_per_molecule((eps_h - eps_hat_h) ** 2, batch.batch, num_molecules)  # [B]
     num_atoms = batch.num_atoms.to(dtype)  # [B]
-    per_molecule_n = num_atoms if normalization == "molecule" else num_atoms.max().expand_as(num_atoms)  # [B]
+    padded_n = num_atoms.max() if padded_atoms is None else num_atoms.new_tensor(padded_atoms)  # []
+    per_molecule_n = num_atoms if normalization == "molecule" else padded_n.expand_as(num_atoms)  # [B]
     denominator = STATE_DIM * per_molecule_n  # [B]
     loss_t = 0.5 * (error_x + error_h) / denominator  # [B]
     charge_0, one_hot_0 = neg_log_p_h_given_z0(z_h, batch, sigma(schedule.gamma_table[0]))  # [B], [B]

@@ -11,7 +11,12 @@ device and thread count), and a data-parallel run can rebuild exactly the same m
 Around the steps, `run` writes run_dir/log.csv, evaluates the validation NLL with the EMA weights on a fixed
 subset every `eval_every` steps (keeping run_dir/best.pt), samples molecules for stability and validity every
 `sample_every` steps (skipped when RDKit is missing), and writes run_dir/last.pt every `checkpoint_every`
-steps, at the end, and when interrupted (SIGINT/SIGTERM: the current step finishes, the state is saved).
+steps, at the end, and when interrupted (SIGINT/SIGTERM: the current step finishes, the state is saved) or out of
+time (`run(time_limit=...)`).
+
+Under torchrun the trainer is data-parallel (molgen.train.distributed): each process takes its shard of every
+global batch, DistributedDataParallel averages the gradients, and process 0 alone logs, evaluates, samples and
+writes files; all processes stop at the same step.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import csv
 import io
 import logging
 import math
+import os
 import random
 import signal
 import threading
@@ -39,6 +45,7 @@ from molgen.atomic import atomic_write
 from molgen.config import RunConfig, save_config
 from molgen.data.batch import MoleculeBatch
 from molgen.data.sampler import SizeBucketBatchSampler
+from molgen.device import resolve_device
 from molgen.diffusion import NodeCountDistribution, diffusion_loss, evaluate_nll
 from molgen.diffusion.process import STATE_DIM
 from molgen.errors import MolgenError
@@ -52,6 +59,13 @@ from molgen.train.checkpoint import (
     save_checkpoint,
 )
 from molgen.train.clipping import AdaptiveClipper, global_grad_norm, scale_gradients
+from molgen.train.distributed import (
+    World,
+    any_process,
+    mean_over_processes,
+    replicas_agree,
+    shard,
+)
 from molgen.train.ema import EMA
 
 log = logging.getLogger(__name__)
@@ -136,16 +150,6 @@ class RandomBatchSampler:
         return list(torch.split(order[: len(self) * self.batch_size], self.batch_size))
 
 
-def resolve_device(name: str) -> torch.device:
-    """"auto" -> cuda if available else cpu; anything else as given."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise MolgenError(f"train.device is {name!r} but no CUDA device is available (use 'auto' or 'cpu')")
-    return device
-
-
 # ------------------------------------------------------------------------------------------------- results
 
 
@@ -166,13 +170,14 @@ class StepResult:
 
 @dataclass
 class RunResult:
-    """How `Trainer.run` ended."""
+    """How `Trainer.run` ended (`out_of_time`: stopped by its time limit)."""
 
     step: int
     interrupted: bool
     checkpoint: Path | None
     best_nll: float | None
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    out_of_time: bool = False
 
 
 # ------------------------------------------------------------------------------------------------- trainer
@@ -189,6 +194,8 @@ class Trainer:
             model if checkpoints are to be rebuilt by `load_denoiser`.
         node_histogram: p(N) as counts per atom count (default: the histogram of `train_set`).
         progress: show a tqdm bar and print evaluation results.
+        world: the processes of a data-parallel run (default: this process alone); with more than one, the process
+            group must be joined first (`molgen.train.distributed.process_group`).
     """
 
     def __init__(
@@ -200,12 +207,14 @@ class Trainer:
         model: torch.nn.Module | None = None,
         node_histogram: Tensor | None = None,
         progress: bool = False,
+        world: World | None = None,
     ) -> None:
         self.config, self.progress = config, progress
+        self.world = world if world is not None else World()
         tc = config.train
         if tc.threads is not None:
             torch.set_num_threads(tc.threads)
-        self.device = resolve_device(tc.device)
+        self.device = self.world.device(resolve_device(tc.device))
         if node_histogram is None:
             node_histogram = torch.bincount(torch.as_tensor(train_set.num_atoms), minlength=MAX_ATOMS + 1)
         self.node_histogram = torch.as_tensor(node_histogram).to(torch.int64).cpu()  # [30]
@@ -214,6 +223,9 @@ class Trainer:
         if len(train_set) < config.data.batch_size:
             raise MolgenError(f"the training set has {len(train_set)} molecules, fewer than one batch "
                               f"({config.data.batch_size})")
+        if config.data.batch_size % self.world.size:
+            raise MolgenError(f"data.batch_size ({config.data.batch_size}) must be a multiple of the number of "
+                              f"processes ({self.world.size}): each takes an equal share of every batch")
         self.train_set, self.valid_set = train_set, valid_set
         self._num_atoms = [int(n) for n in train_set.num_atoms]  # per dataset index, for the noise
         sampler_cls = SizeBucketBatchSampler if config.data.bucket_by_size else RandomBatchSampler
@@ -224,6 +236,7 @@ class Trainer:
             torch.manual_seed(tc.seed)  # the initial weights depend on the seed only
             model = model if model is not None else config.model.build()
         self.model = model.to(self.device).train()
+        self.parallel_model = self._data_parallel(self.model)
         self.parameters = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.parameters, lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay,
                                            amsgrad=tc.amsgrad)
@@ -301,21 +314,27 @@ class Trainer:
         return batch, t_int, (eps_x, eps[:, 3:])
 
     def train_step(self) -> StepResult:
-        """Take one step on the next batch (or skip it if the loss or gradient norm is not finite)."""
+        """Take one step on the next batch (or skip it if the loss or gradient norm is not finite).
+
+        In a data-parallel run this process computes the loss of its shard of the batch; the logged loss is the
+        mean over the processes, and all of them skip, clip and step alike.
+        """
         tc = self.config.train
-        indices, epoch = self.next_indices()
+        indices, epoch = self.next_indices()  # [B] the global batch
         step = self.step
-        batch, t_int, noise = self.prepare_batch(indices, step)
+        batch, t_int, noise = self.prepare_batch(shard(indices, self.world), step)  # this process's B / W molecules
         lr = self.learning_rate(step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
-        loss = diffusion_loss(self.model, self.schedule, batch, normalization=self.config.diffusion.normalization,
-                              t_int=t_int, noise=noise).loss
-        loss_value, grad_norm, threshold, clipped = float(loss.detach()), math.nan, None, False
+        normalization = self.config.diffusion.normalization
+        padded_atoms = max(self._num_atoms[i] for i in indices.tolist()) if normalization == "padded" else None
+        loss = diffusion_loss(self.parallel_model, self.schedule, batch, normalization=normalization, t_int=t_int,
+                              noise=noise, padded_atoms=padded_atoms).loss
+        loss_value, grad_norm, threshold, clipped = mean_over_processes(loss, self.world), math.nan, None, False
         skipped = not math.isfinite(loss_value)
         if not skipped:
-            loss.backward()
+            loss.backward()  # DistributedDataParallel averages the gradients over the processes
             norm = global_grad_norm(self.parameters)  # [] raw global norm
             grad_norm = float(norm)
             skipped = not math.isfinite(grad_norm)
@@ -341,7 +360,23 @@ class Trainer:
                 f"loss or gradient norm{where} (lower train.lr, or check the data and the model)"
             )
         return StepResult(step=step, epoch=epoch, loss=loss_value, grad_norm=grad_norm, threshold=threshold,
-                          clipped=clipped, skipped=skipped, lr=lr, num_molecules=batch.num_molecules)
+                          clipped=clipped, skipped=skipped, lr=lr, num_molecules=len(indices))
+
+    def _data_parallel(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The model as the loss calls it: wrapped in DistributedDataParallel when there are several processes.
+
+        The wrapper shares the model's parameters, so the optimizer, the EMA and the checkpoints use the bare
+        model.
+        """
+        if not self.world.distributed:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        if not torch.distributed.is_initialized():
+            raise MolgenError(f"a run of {self.world.size} processes needs their process group: start it with "
+                              "torchrun and `molgen train`")
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=device_ids)
 
     # ------------------------------------------------------------------------------------------ evaluation
 
@@ -489,31 +524,41 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ the loop
 
-    def run(self, max_steps: int | None = None) -> RunResult:
+    def run(self, max_steps: int | None = None, time_limit: float | None = None) -> RunResult:
         """Train until `max_steps` (default config.train.max_steps), with logging, evaluation and checkpoints.
 
         The state is saved to run_dir/last.pt every checkpoint_every steps, at the end, and when SIGINT or SIGTERM
-        arrives (the current step finishes first; a second SIGINT aborts without saving). Periodic saves wait while
-        steps are being skipped as non-finite, and a NonFiniteError (too many in a row) leaves last.pt as it was.
+        arrives (the current step finishes first; a second SIGINT aborts without saving) or `time_limit` seconds
+        have passed. Periodic saves wait while steps are being skipped as non-finite, and a NonFiniteError (too
+        many in a row) leaves last.pt as it was. In a data-parallel run only process 0 writes files, and a signal
+        or the time limit in any process stops all of them after the same step.
         """
         from tqdm.auto import tqdm
 
         tc = self.config.train
         max_steps = tc.max_steps if max_steps is None else max_steps
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(self.config, self.run_dir / "config.json")
-        self._trim_log()
-        self._stop_requested = False
+        main = self.world.is_main
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(self.config, self.run_dir / "config.json")
+            self._trim_log()
+        self._stop_requested, out_of_time = False, False
+        deadline = None if time_limit is None else time.monotonic() + time_limit
         window: list[tuple[StepResult, float]] = []
         saved_at = -1
-        bar = tqdm(total=max_steps, initial=self.step, unit="step", dynamic_ncols=True, disable=not self.progress,
-                   desc="train")
-        with self._signals(), self._log_redirect(), open(self.log_path, "a", newline="") as log_file:
+        bar = tqdm(total=max_steps, initial=self.step, unit="step", dynamic_ncols=True,
+                   disable=not (self.progress and main), desc="train")
+        with self._signals(), self._log_redirect(), self._open_log() as log_file:
             writer = csv.DictWriter(log_file, fieldnames=LOG_COLUMNS, extrasaction="ignore")
             if log_file.tell() == 0:
                 writer.writeheader()
             try:
-                while self.step < max_steps and not self._stop_requested:
+                while self.step < max_steps:
+                    self._stop_requested, out_of_time = any_process(
+                        [self._stop_requested, deadline is not None and time.monotonic() >= deadline],
+                        self.world, self.device)
+                    if self._stop_requested or out_of_time:
+                        break
                     start = time.perf_counter()
                     result = self.train_step()
                     seconds = time.perf_counter() - start
@@ -526,7 +571,7 @@ class Trainer:
                         self._write_train_row(writer, window, log_file)
                         window = []
                     improved = False
-                    if tc.eval_every and self.step % tc.eval_every == 0 and self.valid_set is not None:
+                    if main and tc.eval_every and self.step % tc.eval_every == 0 and self.valid_set is not None:
                         record = self.evaluate()
                         self._record(record, writer, log_file)
                         nll = record["val_nll"]
@@ -535,15 +580,17 @@ class Trainer:
                         improved = math.isfinite(nll) and (self.best_nll is None or nll < self.best_nll)
                         if improved:
                             self.best_nll = nll
-                    if tc.sample_every and self.step % tc.sample_every == 0:
+                    if main and tc.sample_every and self.step % tc.sample_every == 0:
                         record = self.sample_metrics()
                         if record is not None:
                             self._record(record, writer, log_file)
                             self._note(f"step {self.step}: {record.get('num_molecules', 0)} EMA samples: atom "
                                        f"stable {record['atom_stable']:.3f}, mol stable {record['mol_stable']:.3f}, "
                                        f"valid {record['validity']:.3f} ({record['seconds']:.0f} s)")
+                    if self.step % tc.checkpoint_every == 0:
+                        self._check_replicas()
                     in_nonfinite_streak = self.consecutive_nonfinite > 0  # keep last.pt at a good step
-                    if improved or (self.step % tc.checkpoint_every == 0 and not in_nonfinite_streak):
+                    if main and (improved or (self.step % tc.checkpoint_every == 0 and not in_nonfinite_streak)):
                         self.save_checkpoint()
                         saved_at = self.step
                     if improved:
@@ -552,16 +599,22 @@ class Trainer:
                 bar.close()
             if window:
                 self._write_train_row(writer, window, log_file)
-            if saved_at != self.step:
+            self._check_replicas()
+            if main and saved_at != self.step:
                 self.save_checkpoint()
         if self._stop_requested:
             self._note(f"interrupted at step {self.step}: state saved to {self.last_path}")
+        elif out_of_time:
+            self._note(f"time limit of {time_limit:g} s reached at step {self.step}: state saved to {self.last_path}")
         return RunResult(step=self.step, interrupted=self._stop_requested, checkpoint=self.last_path,
-                         best_nll=self.best_nll, metrics=list(self.metrics))
+                         best_nll=self.best_nll, metrics=list(self.metrics), out_of_time=out_of_time)
 
     # ------------------------------------------------------------------------------------------ helpers
 
     def _note(self, message: str) -> None:
+        """Tell the user (process 0 only): above the progress bar, else through the log."""
+        if not self.world.is_main:
+            return
         if self.progress:
             from tqdm.auto import tqdm
 
@@ -588,6 +641,18 @@ class Trainer:
         }
         writer.writerow(_formatted(row))
         log_file.flush()
+
+    def _open_log(self) -> io.TextIOBase:
+        """log.csv, opened for appending, in process 0; elsewhere a sink (only process 0 writes files)."""
+        return open(self.log_path if self.world.is_main else os.devnull, "a", newline="")
+
+    def _check_replicas(self) -> None:
+        """In a data-parallel run, check that every process holds the same weights, EMA and clipping history."""
+        history = torch.tensor(self.clipper.history, dtype=torch.float64)  # [<= 50]
+        tensors = [*self.model.parameters(), *self.ema.module.parameters(), history]
+        if not replicas_agree(tensors, self.world, self.device):
+            raise MolgenError(f"at step {self.step} the {self.world.size} processes hold different weights; the "
+                              "data-parallel run is out of step (the checkpoint of the last agreeing step is kept)")
 
     def _trim_log(self) -> None:
         """Drop log rows from steps after the current state (a run killed after its last checkpoint)."""

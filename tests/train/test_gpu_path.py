@@ -1,0 +1,118 @@
+"""The GPU path, as far as a CPU allows: training without RDKit and qm9pack from a data export, time-boxed
+segments of scripts/gpu_train.sh that resume each other, and the GPU config's scaling."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from molgen.config import load_config
+from molgen.data.export import export_splits
+from molgen.train.checkpoint import load_checkpoint
+
+from .helpers import tiny_config
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "gpu_train.sh"
+
+# Installed as sitecustomize: every import of RDKit or qm9pack fails, as on a machine that lacks them.
+BLOCK_IMPORTS = '''
+import sys
+
+
+class _Missing:
+    """A meta-path finder that refuses RDKit and qm9pack."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("rdkit", "qm9pack"):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return None
+
+
+sys.meta_path.insert(0, _Missing())
+'''
+
+
+@pytest.fixture()
+def machine(qm9_splits, tmp_path) -> dict[str, Path]:
+    """A tiny data export, a tiny run config and an environment without RDKit, qm9pack or a QM9 cache."""
+    export = tmp_path / "tiny.npz"
+    export_splits(export, qm9_splits, max_molecules=64)
+    config = tmp_path / "run.json"
+    values = tiny_config(tmp_path / "run", max_steps=100_000, threads=1, eval_every=5, eval_molecules=16).to_dict()
+    config.write_text(json.dumps(values))
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(BLOCK_IMPORTS)
+    (tmp_path / "no-cache").mkdir()
+    return {"export": export, "config": config, "site": tmp_path / "site", "cache": tmp_path / "no-cache"}
+
+
+def bare_environment(machine: dict[str, Path]) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(machine["site"]), "MOLGEN_CACHE_DIR": str(machine["cache"]),
+            "OMP_NUM_THREADS": "1"}
+
+
+def test_trainer_runs_without_rdkit(machine, tmp_path):
+    code = f"""
+import sys
+from molgen.cli import main
+assert main(["train", {str(machine["config"])!r}, "--data", {str(machine["export"])!r}, "--max-steps", "1",
+             "--set", "train.sample_every=1", "--no-progress"]) == 0
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("rdkit", "qm9pack"))
+assert not loaded, loaded
+"""
+    result = subprocess.run([sys.executable, "-c", code], env=bare_environment(machine), capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "RDKit is not available" in result.stderr and "finished at step 1" in result.stdout
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 1
+    assert not any(machine["cache"].iterdir())  # the QM9 cache was never needed
+
+
+def segment(machine: dict[str, Path], out: Path, *extra: str) -> subprocess.CompletedProcess:
+    """One 2-second segment of scripts/gpu_train.sh on the CPU."""
+    command = ["bash", str(SCRIPT), "--data", str(machine["export"]), "--config", str(machine["config"]),
+               "--device", "cpu", "--seconds", "2", "--out", str(out), "--python", sys.executable, *extra]
+    result = subprocess.run(command, env=bare_environment(machine), capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def test_time_boxed_segments_resume(machine, tmp_path):
+    first = segment(machine, tmp_path / "out1")
+    assert "a new run" in first.stdout and "time limit reached at step" in first.stdout
+    step = load_checkpoint(tmp_path / "out1" / "last.pt")["step"]
+    assert step > 0 and {p.name for p in (tmp_path / "out1").iterdir()} == {"last.pt", "best.pt", "log.csv",
+                                                                             "config.json"}
+
+    second = segment(machine, tmp_path / "out2", "--max-file-size", "20K")  # resumes the run folder's last.pt
+    assert f"resuming from {tmp_path / 'run' / 'last.pt'} at step {step}" in second.stdout
+    parts = sorted((tmp_path / "out2").glob("last.pt.part-*"))
+    assert len(parts) >= 2 and all(p.stat().st_size <= 20 * 1024 for p in parts)
+    joined = tmp_path / "joined.pt"
+    joined.write_bytes(b"".join(p.read_bytes() for p in parts))
+    assert joined.read_bytes() == (tmp_path / "run" / "last.pt").read_bytes()
+    assert load_checkpoint(joined)["step"] > step
+
+    bad = subprocess.run(["bash", str(SCRIPT), "--data", str(tmp_path / "none.npz")], capture_output=True, text=True,
+                         check=False)
+    assert bad.returncode == 2 and bad.stderr.strip() == f"gpu_train.sh: error: no data export at {tmp_path}/none.npz"
+
+
+def test_gpu_config_scales_the_cpu_recipe():
+    cpu = load_config(ROOT / "configs" / "qm9_ponita_cpu.yaml")
+    gpu = load_config(ROOT / "configs" / "qm9_ponita_gpu_segments.yaml")
+    ratio = gpu.data.batch_size / cpu.data.batch_size
+    assert ratio == 4 and gpu.train.lr == pytest.approx(cpu.train.lr * math.sqrt(ratio))
+    assert gpu.train.ema_decay == pytest.approx(cpu.train.ema_decay ** ratio, abs=1e-5)
+    assert gpu.train.max_steps * ratio == cpu.train.max_steps and gpu.train.eval_every * ratio == cpu.train.eval_every
+    assert gpu.model.name == "ponita" and gpu.model.config["channels_per_kernel"] == 1
+    parameters = sum(p.numel() for p in gpu.model.build().parameters())
+    assert 20 * parameters < 15 * 2**20  # weights, EMA and three AdamW (amsgrad) tensors in float32 < 16 MiB
