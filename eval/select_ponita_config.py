@@ -4,9 +4,11 @@ Each candidate trains from the same seed for `--minutes` of CPU time of its own 
 candidates can run side by side, one per core, and the budget is immune to other load), with bf16 autocast,
 AdamW (lr 1e-3 after a 100-step warm-up), size-bucketed batches of 64 training molecules and EDM's l2 loss,
 then is scored by the l2 loss on the first 2,000 validation molecules with fixed t and noise (the same draws
-for every candidate). Prints a markdown table.
+for every candidate). With --ema-decays, EMAs of the weights at those decays (molgen.train.ema, as the trainer
+keeps them) are tracked along and scored the same way. Prints a markdown table.
 
-Usage: python eval/select_ponita_config.py [--minutes 12] [--candidates o8-c64-l5-g8,...] [--out FILE]
+Usage: python eval/select_ponita_config.py [--minutes 12] [--candidates o8-c64-l5-g8,...] [--lr 1e-3]
+       [--batch-size 64] [--ema-decays 0.99,0.999] [--out FILE]
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from molgen.data.qm9 import load_splits
 from molgen.data.sampler import SizeBucketBatchSampler
 from molgen.diffusion import PolynomialSchedule, diffusion_loss
 from molgen.models.ponita import Ponita, PonitaConfig
+from molgen.train.ema import EMA
 
 CANDIDATES = {
     f"o{o}-c{c}-l{l}-g{g}": PonitaConfig(orientations=o, hidden=c, layers=l, channels_per_kernel=g)
@@ -44,13 +47,15 @@ def validation_loss(model: Ponita, schedule: PolynomialSchedule, valid, size: in
     return total / count
 
 
-def train_for(config: PonitaConfig, minutes: float, splits, lr: float, seed: int = 0) -> dict:
-    """Train one candidate for a wall-clock budget; returns steps, molecules/s and the validation loss."""
+def train_for(config: PonitaConfig, minutes: float, splits, lr: float, batch_size: int = 64,
+              ema_decays: tuple[float, ...] = (), seed: int = 0) -> dict:
+    """Train one candidate for a CPU-time budget; returns steps, molecules/s and the validation losses."""
     torch.manual_seed(seed)
     model = Ponita(replace(config, autocast_bf16=True))
     schedule = PolynomialSchedule()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, amsgrad=True, weight_decay=1e-12)
-    sampler = SizeBucketBatchSampler(splits["train"].num_atoms, batch_size=64, seed=seed)
+    averages = [EMA(model, decay) for decay in ema_decays]
+    sampler = SizeBucketBatchSampler(splits["train"].num_atoms, batch_size=batch_size, seed=seed)
     generator = torch.Generator().manual_seed(seed)
     steps, start, deadline = 0, time.process_time(), time.process_time() + 60 * minutes
     epoch = 0
@@ -63,6 +68,8 @@ def train_for(config: PonitaConfig, minutes: float, splits, lr: float, seed: int
             for group in optimizer.param_groups:
                 group["lr"] = lr * min(1.0, (steps + 1) / 100)
             optimizer.step()
+            for average in averages:
+                average.update(model)
             steps += 1
             if time.process_time() >= deadline:
                 break
@@ -71,8 +78,9 @@ def train_for(config: PonitaConfig, minutes: float, splits, lr: float, seed: int
     return {
         "parameters": sum(p.numel() for p in model.parameters()),
         "steps": steps,
-        "molecules_per_cpu_s": 64 * steps / seconds,
+        "molecules_per_cpu_s": batch_size * steps / seconds,
         "valid_loss": validation_loss(model, schedule, splits["valid"]),
+        "ema_valid_loss": {a.decay: validation_loss(a.module, schedule, splits["valid"]) for a in averages},
     }
 
 
@@ -81,25 +89,31 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=12.0, help="CPU minutes of training per candidate")
     parser.add_argument("--candidates", default=",".join(CANDIDATES), help="comma-separated names")
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--ema-decays", default="", help="comma-separated EMA decays to score as well")
     parser.add_argument("--threads", type=int, default=1, help="keep 1: the budget is CPU time")
     parser.add_argument("--out", type=Path, default=None, help="also append the table to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     splits = load_splits()
-    header = ("| candidate | O | C | layers | g | parameters | steps | molecules/CPU-s | valid l2 loss |\n"
-              "|---|---|---|---|---|---|---|---|---|")
+    decays = tuple(float(d) for d in args.ema_decays.split(",") if d)
+    ema_columns = "".join(f" EMA {d:g} |" for d in decays)
+    header = ("| candidate | O | C | layers | g | batch | parameters | steps | molecules/CPU-s | valid l2 loss |"
+              + ema_columns + "\n|" + "---|" * (10 + len(decays)))
     print(header, flush=True)
     rows = []
     for name in args.candidates.split(","):
         c = CANDIDATES[name]
-        r = train_for(c, args.minutes, splits, args.lr)
-        row = (f"| {name} | {c.orientations} | {c.hidden} | {c.layers} | {c.channels_per_kernel} | "
-               f"{r['parameters']:,} | {r['steps']} | {r['molecules_per_cpu_s']:.0f} | {r['valid_loss']:.4f} |")
+        r = train_for(c, args.minutes, splits, args.lr, args.batch_size, decays)
+        row = (f"| {name} | {c.orientations} | {c.hidden} | {c.layers} | {c.channels_per_kernel} | {args.batch_size} | "
+               f"{r['parameters']:,} | {r['steps']} | {r['molecules_per_cpu_s']:.0f} | {r['valid_loss']:.4f} |"
+               + "".join(f" {r['ema_valid_loss'][d]:.4f} |" for d in decays))
         print(row, flush=True)
         rows.append(row)
     if args.out is not None:
         with open(args.out, "a") as handle:
-            handle.write("\n".join([f"{args.minutes:g} minutes per candidate, lr {args.lr:g}", header, *rows]) + "\n")
+            title = f"{args.minutes:g} minutes per candidate, lr {args.lr:g}, batch {args.batch_size}"
+            handle.write("\n".join([title, header, *rows]) + "\n")
 
 
 if __name__ == "__main__":
