@@ -1,4 +1,4 @@
-"""`molgen sample` and `molgen evaluate --checkpoint`: sampling from a checkpoint, files, pictures and the paper protocol."""
+"""`molgen sample` and `molgen evaluate --checkpoint`: sampling, files, pictures and the paper protocol."""
 
 from __future__ import annotations
 
@@ -16,26 +16,22 @@ from molgen.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS, SampleSett
 GRID_COLUMNS = 6
 
 
-def _positive(text: str) -> int:
-    """argparse type: an integer >= 1 (0 and negatives get one clear message)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= minimum (anything else gets one clear message)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
 
 
-def _non_negative(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    return value
+_positive, _non_negative = _at_least(1), _at_least(0)
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser, count_flag: str, count_default: int) -> None:
