@@ -41,3 +41,36 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+_BLOCK_IMPORTS = '''
+import sys
+
+
+class _Missing:
+    """A meta-path finder that refuses some top-level packages, as on a machine that lacks them."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}")
+        return None
+
+
+sys.meta_path.insert(0, _Missing())
+'''
+
+
+@pytest.fixture()
+def environment_without(tmp_path):
+    """env = environment_without("rdkit", "qm9pack"): a subprocess environment in which those packages cannot be
+    imported (a sitecustomize refuses them) and the QM9 cache folder is empty, on one thread."""
+    import os
+
+    def environment(*packages: str) -> dict[str, str]:
+        site, cache = tmp_path / "site-without", tmp_path / "empty-cache"
+        site.mkdir(exist_ok=True)
+        cache.mkdir(exist_ok=True)
+        (site / "sitecustomize.py").write_text(_BLOCK_IMPORTS.format(blocked=tuple(packages)))
+        return {**os.environ, "PYTHONPATH": str(site), "MOLGEN_CACHE_DIR": str(cache), "OMP_NUM_THREADS": "1"}
+
+    return environment

@@ -204,3 +204,13 @@ def test_script_wraps_the_command():
     script = Path(__file__).resolve().parents[2] / "scripts" / "sample.py"
     result = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, check=True)
     assert "--num-molecules" in result.stdout and "--chain" in result.stdout
+
+
+def test_sampling_needs_no_qm9_data(checkpoint, tmp_path, environment_without):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "molgen", "sample", "--checkpoint", str(checkpoint), "-n", "3", "--steps", "2",
+               "--out", str(out), "--no-progress"]
+    result = subprocess.run(command, env=environment_without("qm9pack"), capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    assert len(read_molecules(out / "molecules.sdf")) == 3

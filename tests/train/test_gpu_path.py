@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,41 +20,15 @@ from .helpers import tiny_config
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "gpu_train.sh"
 
-# Installed as sitecustomize: every import of RDKit or qm9pack fails, as on a machine that lacks them.
-BLOCK_IMPORTS = '''
-import sys
-
-
-class _Missing:
-    """A meta-path finder that refuses RDKit and qm9pack."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("rdkit", "qm9pack"):
-            raise ModuleNotFoundError(f"No module named {name!r}")
-        return None
-
-
-sys.meta_path.insert(0, _Missing())
-'''
-
-
 @pytest.fixture()
-def machine(qm9_splits, tmp_path) -> dict[str, Path]:
+def machine(qm9_splits, tmp_path, environment_without) -> dict[str, Path]:
     """A tiny data export, a tiny run config and an environment without RDKit, qm9pack or a QM9 cache."""
     export = tmp_path / "tiny.npz"
     export_splits(export, qm9_splits, max_molecules=64)
     config = tmp_path / "run.json"
     values = tiny_config(tmp_path / "run", max_steps=100_000, threads=1, eval_every=5, eval_molecules=16).to_dict()
     config.write_text(json.dumps(values))
-    (tmp_path / "site").mkdir()
-    (tmp_path / "site" / "sitecustomize.py").write_text(BLOCK_IMPORTS)
-    (tmp_path / "no-cache").mkdir()
-    return {"export": export, "config": config, "site": tmp_path / "site", "cache": tmp_path / "no-cache"}
-
-
-def bare_environment(machine: dict[str, Path]) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(machine["site"]), "MOLGEN_CACHE_DIR": str(machine["cache"]),
-            "OMP_NUM_THREADS": "1"}
+    return {"export": export, "config": config, "environment": environment_without("rdkit", "qm9pack")}
 
 
 def test_trainer_runs_without_rdkit(machine, tmp_path):
@@ -67,19 +40,19 @@ assert main(["train", {str(machine["config"])!r}, "--data", {str(machine["export
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("rdkit", "qm9pack"))
 assert not loaded, loaded
 """
-    result = subprocess.run([sys.executable, "-c", code], env=bare_environment(machine), capture_output=True,
+    result = subprocess.run([sys.executable, "-c", code], env=machine["environment"], capture_output=True,
                             text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "RDKit is not available" in result.stderr and "finished at step 1" in result.stdout
     assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 1
-    assert not any(machine["cache"].iterdir())  # the QM9 cache was never needed
+    assert not any(Path(machine["environment"]["MOLGEN_CACHE_DIR"]).iterdir())  # the QM9 cache was never needed
 
 
 def segment(machine: dict[str, Path], out: Path, *extra: str) -> subprocess.CompletedProcess:
     """One 2-second segment of scripts/gpu_train.sh on the CPU."""
     command = ["bash", str(SCRIPT), "--data", str(machine["export"]), "--config", str(machine["config"]),
                "--device", "cpu", "--seconds", "2", "--out", str(out), "--python", sys.executable, *extra]
-    result = subprocess.run(command, env=bare_environment(machine), capture_output=True, text=True, timeout=120,
+    result = subprocess.run(command, env=machine["environment"], capture_output=True, text=True, timeout=120,
                             check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
