@@ -39,7 +39,8 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, count_flag: str, cou
     parser.add_argument("-n", count_flag, type=_positive, default=count_default, dest="num_molecules",
                         help="number of molecules to sample")
     parser.add_argument("--sampler", choices=SAMPLERS, default=DEFAULT_SAMPLER,
-                        help="ancestral: EDM's sampler; heun: Heun's method on the probability-flow ODE (few steps)")
+                        help="ancestral: EDM's sampler (--steps 1000 is EDM's protocol, fewer steps stride its grid); "
+                             "heun: Heun's method on the probability-flow ODE (2 network calls per step)")
     parser.add_argument("--steps", type=_positive, default=None,
                         help="sampler steps (default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items())
                              + ")")
