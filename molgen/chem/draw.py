@@ -48,8 +48,8 @@ def _depiction(positions: np.ndarray, atom_types: np.ndarray, check: MoleculeChe
     """A 2D depiction: the valid molecule's largest fragment without hydrogens, else all atoms unsanitised."""
     mol = molecule_to_rdkit(positions, atom_types)
     if check.valid:
-        with rdBase.BlockLogs():
-            heavy = Chem.RemoveHs(largest_fragment(mol), sanitize=False)
+        with rdBase.BlockLogs():  # valid: sanitises, so the hydrogens left implicit are drawn as OH, NH2, ...
+            heavy = Chem.RemoveHs(largest_fragment(mol))
         mol = heavy if heavy.GetNumAtoms() else mol
     mol = Chem.Mol(mol)
     mol.RemoveAllConformers()
