@@ -48,13 +48,21 @@ def _depiction(positions: np.ndarray, atom_types: np.ndarray, check: MoleculeChe
     """A 2D depiction: the valid molecule's largest fragment without hydrogens, else all atoms unsanitised."""
     mol = molecule_to_rdkit(positions, atom_types)
     if check.valid:
-        with rdBase.BlockLogs():  # valid: sanitises, so the hydrogens left implicit are drawn as OH, NH2, ...
-            heavy = Chem.RemoveHs(largest_fragment(mol))
+        heavy = _without_hydrogens(largest_fragment(mol))
         mol = heavy if heavy.GetNumAtoms() else mol
     mol = Chem.Mol(mol)
     mol.RemoveAllConformers()
     rdDepictor.Compute2DCoords(mol)
     return mol
+
+
+def _without_hydrogens(mol: Chem.Mol) -> Chem.Mol:
+    """Hydrogens removed; sanitised when possible, so the implicit ones are drawn as OH, NH2, ..."""
+    with rdBase.BlockLogs():
+        try:
+            return Chem.RemoveHs(mol)
+        except Exception:  # noqa: BLE001 (RDKit raises several types; a fragment that does not sanitise)
+            return Chem.RemoveHs(mol, sanitize=False)
 
 
 def grid_legend(depiction: Chem.Mol, check: MoleculeCheck) -> str:
