@@ -130,22 +130,40 @@ def sample_ancestral(
     z_x, z_h, layout = start.z_x, start.z_h, start.layout
     num_steps = grid.numel() - 1
     for i in range(num_steps):
-        gamma_t, gamma_s = gamma[i], gamma[i + 1]
-        alpha_ts = float(alpha_t_given_s(gamma_t, gamma_s))
-        sigma2_ts = float(sigma2_t_given_s(gamma_t, gamma_s))
-        sigma_t, sigma_s = float(sigma(gamma_t)), float(sigma(gamma_s))
+        gamma_s = gamma[i + 1]
         t = float(grid[i]) / schedule.timesteps
-        eps_hat_x, eps_hat_h = _network(denoiser, z_x, z_h, t, layout, f"step {i} of {num_steps} (t = {t:.4g})")
-        eps_x, eps_h = sample_noise(layout, z_x.dtype, z_x.device, generator)  # [M, 3], [M, 6]
-        coefficient = sigma2_ts / (alpha_ts * sigma_t)
-        noise_scale = math.sqrt(sigma2_ts) * sigma_s / sigma_t
-        z_x = z_x / alpha_ts - coefficient * eps_hat_x + noise_scale * eps_x  # [M, 3]
-        z_h = z_h / alpha_ts - coefficient * eps_hat_h + noise_scale * eps_h  # [M, 6]
-        z_x = _recentre_and_check(z_x, z_h, layout, f"step {i} of {num_steps} (t = {t:.4g})")
+        where = f"step {i} of {num_steps} (t = {t:.4g})"
+        z_x, z_h = ancestral_step(denoiser, SamplerState(z_x, z_h, layout), t, gamma[i], gamma_s, generator, where)
         if callback is not None:
             callback(StepInfo(i, num_steps, float(grid[i + 1]) / schedule.timesteps, math.exp(0.5 * float(gamma_s)),
                               z_x, z_h, layout))
     return final_step(denoiser, schedule, SamplerState(z_x, z_h, layout), generator)
+
+
+def ancestral_step(
+    denoiser: Denoiser,
+    state: SamplerState,
+    t: float,
+    gamma_t: Tensor,
+    gamma_s: Tensor,
+    generator: torch.Generator | None = None,
+    where: str = "a step",
+) -> tuple[Tensor, Tensor]:
+    """One draw from EDM's p(z_s | z_t) (Alg. 2), s < t, positions re-centred; -> z_s as (z_x [M, 3], z_h [M, 6]).
+
+    z_s = z_t / alpha_{t|s} - sigma^2_{t|s} / (alpha_{t|s} sigma_t) eps_hat + sigma_{t|s} sigma_s / sigma_t * eps.
+    """
+    alpha_ts = float(alpha_t_given_s(gamma_t, gamma_s))
+    sigma2_ts = float(sigma2_t_given_s(gamma_t, gamma_s))
+    sigma_t, sigma_s = float(sigma(gamma_t)), float(sigma(gamma_s))
+    z_x, z_h, layout = state.z_x, state.z_h, state.layout
+    eps_hat_x, eps_hat_h = _network(denoiser, z_x, z_h, t, layout, where)  # [M, 3], [M, 6]
+    eps_x, eps_h = sample_noise(layout, z_x.dtype, z_x.device, generator)  # [M, 3], [M, 6]
+    coefficient = sigma2_ts / (alpha_ts * sigma_t)
+    noise_scale = math.sqrt(sigma2_ts) * sigma_s / sigma_t
+    z_x = z_x / alpha_ts - coefficient * eps_hat_x + noise_scale * eps_x  # [M, 3]
+    z_h = z_h / alpha_ts - coefficient * eps_hat_h + noise_scale * eps_h  # [M, 6]
+    return _recentre_and_check(z_x, z_h, layout, where), z_h
 
 
 def sample_heun(

@@ -1,0 +1,181 @@
+"""Substructure inpainting with an unconditional EDM model: molecules sampled around a fixed fragment.
+
+Replacement conditioning on EDM's ancestral sampler, with RePaint's resampling (Lugmayr et al. 2022). The first K
+atoms of every molecule are the fragment's. The state stays in the zero-centroid subspace of the whole molecule,
+while only the fragment's relative geometry is known: after each step to s the fixed atoms are set to
+    alpha_s (y - y_bar) + sigma_s (eps_F - eps_F_bar) + c_F,
+c_F the centroid the model's step gave them (so the fragment-to-free-atom offset is the model's), and their
+features to alpha_s h_F + sigma_s eps_h. `resample` R adds R round trips q(z_t | z_s), p(z_s | z_t) per step.
+After EDM's final step the fixed atoms are overwritten exactly and the molecule moved into the fragment's frame.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor
+
+from molgen.data.batch import MoleculeBatch, MoleculeLayout
+from molgen.diffusion.process import Denoiser, batch_to_state, sample_noise
+from molgen.diffusion.samplers import (
+    Callback,
+    SamplerState,
+    StepInfo,
+    ancestral_grid,
+    ancestral_step,
+    final_step,
+    initial_state,
+)
+from molgen.diffusion.schedule import NoiseSchedule, alpha, alpha_t_given_s, sigma, sigma2_t_given_s
+from molgen.elements import ATOMIC_NUMBERS
+from molgen.geometry.centroid import remove_centroid
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """The fixed atoms: positions y [K, 3] in Å, in the fragment's own frame, and atom-type indices [K]."""
+
+    positions: Tensor
+    atom_type: Tensor
+
+    @property
+    def num_atoms(self) -> int:
+        """K, the number of fixed atoms."""
+        return int(self.atom_type.numel())
+
+
+@dataclass(frozen=True)
+class FixedAtoms:
+    """The fragment laid out in a batch of B molecules of N_b > K atoms, each copy turned by its own rotation.
+
+    Attributes:
+        index: the fixed atoms of each molecule, the first K, int64 [B, K].
+        y: the fragment's centred positions, rotated per molecule, [B, K, 3].
+        h: the fragment's scaled features [one-hot / 4, Z / 10], [K, 6].
+        rotation: R_b with y[b] = (positions - y_bar) R_b^T, [B, 3, 3].
+        fragment: the fragment as given.
+    """
+
+    index: Tensor
+    y: Tensor
+    h: Tensor
+    rotation: Tensor
+    fragment: Fragment
+
+
+def random_rotations(num: int, generator: torch.Generator | None, dtype: torch.dtype, device) -> Tensor:
+    """Rotations drawn uniformly from SO(3) as normalised Gaussian quaternions, [num, 3, 3]."""
+    q = torch.randn(num, 4, dtype=torch.float64, device=device, generator=generator)  # [B, 4]
+    w, x, y, z = (q / q.norm(dim=1, keepdim=True)).unbind(dim=1)  # [B] each
+    rows = [
+        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+    ]
+    return torch.stack([torch.stack(row, dim=1) for row in rows], dim=1).to(dtype)  # [B, 3, 3]
+
+
+def lay_out_fragment(
+    fragment: Fragment, layout: MoleculeLayout, rotation: Tensor, dtype: torch.dtype, device
+) -> FixedAtoms:
+    """The fragment as the first K atoms of every molecule of `layout`; ValueError unless every N_b > K."""
+    k = fragment.num_atoms
+    if k < 1 or bool((layout.num_atoms <= k).any()):
+        raise ValueError(f"every molecule needs more atoms than the fragment's {k}, got {layout.num_atoms.tolist()}")
+    single = MoleculeBatch.from_arrays(fragment.positions.to(device, torch.float64), fragment.atom_type.to(device),
+                                       torch.tensor([k], device=device))
+    y_centred, h = batch_to_state(single)  # [K, 3] (y - y_bar), [K, 6]
+    y = torch.einsum("kj,bij->bki", y_centred, rotation.to(device, torch.float64))  # [B, K, 3]
+    index = layout.ptr[:-1].unsqueeze(1) + torch.arange(k, device=layout.ptr.device)  # [B, K]
+    return FixedAtoms(index=index, y=y.to(dtype), h=h.to(dtype), rotation=rotation.to(device, dtype),
+                      fragment=fragment)
+
+
+def replace_fixed(
+    state: SamplerState, fixed: FixedAtoms, gamma_s: Tensor, generator: torch.Generator | None
+) -> SamplerState:
+    """Set the fixed atoms to a draw of q(z_s | fragment) around the centroid c_F the model gave them, re-centred."""
+    alpha_s, sigma_s = float(alpha(gamma_s)), float(sigma(gamma_s))
+    num_molecules, k = fixed.index.shape
+    z_x, z_h = state.z_x.clone(), state.z_h.clone()  # [M, 3], [M, 6]
+    eps = torch.randn(num_molecules, k, 9, dtype=z_x.dtype, device=z_x.device, generator=generator)  # [B, K, 9]
+    eps_x = eps[..., :3] - eps[..., :3].mean(dim=1, keepdim=True)  # [B, K, 3] eps_F - eps_F_bar
+    c_F = z_x[fixed.index].mean(dim=1, keepdim=True)  # [B, 1, 3]
+    z_x[fixed.index] = alpha_s * fixed.y + sigma_s * eps_x + c_F  # [B, K, 3]
+    z_h[fixed.index] = alpha_s * fixed.h + sigma_s * eps[..., 3:]  # [B, K, 6]
+    z_x = remove_centroid(z_x, state.layout.batch, num_molecules)  # [M, 3]
+    return SamplerState(z_x, z_h, state.layout)
+
+
+def renoise(state: SamplerState, gamma_t: Tensor, gamma_s: Tensor, generator: torch.Generator | None) -> SamplerState:
+    """A draw of q(z_t | z_s) = N(alpha_{t|s} z_s, sigma^2_{t|s} I), positions on the zero-centroid subspace."""
+    alpha_ts = float(alpha_t_given_s(gamma_t, gamma_s))
+    sigma_ts = math.sqrt(float(sigma2_t_given_s(gamma_t, gamma_s)))
+    eps_x, eps_h = sample_noise(state.layout, state.z_x.dtype, state.z_x.device, generator)  # [M, 3], [M, 6]
+    return SamplerState(alpha_ts * state.z_x + sigma_ts * eps_x, alpha_ts * state.z_h + sigma_ts * eps_h, state.layout)
+
+
+def to_fragment_frame(batch: MoleculeBatch, fixed: FixedAtoms) -> MoleculeBatch:
+    """Overwrite the fixed atoms exactly and move each molecule into the fragment's frame (rotated back).
+
+    x' = (x - c_F) R_b + y_bar, c_F the fixed atoms' centroid; then x'[F] = y and the fragment's types.
+    """
+    fragment = fixed.fragment
+    positions = fragment.positions.to(batch.x.device, batch.x.dtype)  # [K, 3]
+    c_F = batch.x[fixed.index].mean(dim=1)  # [B, 3]
+    x = torch.einsum("mi,mij->mj", batch.x - c_F[batch.batch], fixed.rotation.to(batch.x.dtype)[batch.batch])  # [M, 3]
+    x = x + positions.mean(dim=0)  # [M, 3]
+    x[fixed.index] = positions  # [B, K, 3]
+    atom_type, charge = batch.atom_type.clone(), batch.charge.clone()  # [M], [M]
+    fragment_type = fragment.atom_type.to(atom_type.device)  # [K]
+    atom_type[fixed.index] = fragment_type
+    charge[fixed.index] = torch.tensor(ATOMIC_NUMBERS, device=charge.device)[fragment_type]
+    return replace(batch, x=x, atom_type=atom_type, charge=charge)
+
+
+def sample_inpainting(
+    denoiser: Denoiser,
+    schedule: NoiseSchedule,
+    fragment: Fragment,
+    num_atoms: Tensor,
+    *,
+    steps: int | None = None,
+    resample: int = 0,
+    rotate: bool = False,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> MoleculeBatch:
+    """Molecules of num_atoms [B] atoms (each > K) whose first K atoms are the fragment, in the fragment's frame.
+
+    EDM's ancestral sampler on `ancestral_grid(T, steps)` (default all T steps) with the fixed atoms replaced after
+    every step and R = `resample` RePaint round trips per step: (R + 1) * steps + 1 network evaluations.
+    rotate=True turns the fragment by a random rotation per molecule (for a denoiser that is only approximately
+    equivariant) and turns the result back. Every random draw uses `generator`: the same seed, the same molecules.
+    """
+    if resample < 0:
+        raise ValueError(f"resample must be >= 0, got {resample}")
+    device = torch.device(device) if device is not None else schedule.gamma_table.device
+    layout = MoleculeLayout.from_num_atoms(torch.as_tensor(num_atoms, dtype=torch.int64).to(device))
+    eye = torch.eye(3, dtype=torch.float64, device=device).expand(layout.num_molecules, 3, 3)  # [B, 3, 3]
+    rotation = random_rotations(layout.num_molecules, generator, torch.float64, device) if rotate else eye
+    fixed = lay_out_fragment(fragment, layout, rotation, dtype, device)
+    grid = ancestral_grid(schedule.timesteps, schedule.timesteps if steps is None else steps)  # [S + 1]
+    gamma = schedule.gamma_at(grid.to(schedule.gamma_table.device)).cpu()  # [S + 1] float64
+    state = replace_fixed(initial_state(layout, generator, dtype, device), fixed, gamma[0], generator)
+    num_steps = grid.numel() - 1
+    for i in range(num_steps):
+        t = float(grid[i]) / schedule.timesteps
+        for trip in range(resample + 1):
+            if trip > 0:
+                state = renoise(state, gamma[i], gamma[i + 1], generator)
+            where = f"step {i} of {num_steps} (t = {t:.4g}, round trip {trip})"
+            z_x, z_h = ancestral_step(denoiser, state, t, gamma[i], gamma[i + 1], generator, where)
+            state = replace_fixed(SamplerState(z_x, z_h, layout), fixed, gamma[i + 1], generator)
+        if callback is not None:
+            callback(StepInfo(i, num_steps, float(grid[i + 1]) / schedule.timesteps,
+                              math.exp(0.5 * float(gamma[i + 1])), state.z_x, state.z_h, layout))
+    return to_fragment_frame(final_step(denoiser, schedule, state, generator), fixed)
