@@ -16,7 +16,6 @@ import argparse
 import multiprocessing as mp
 import resource
 import time
-from dataclasses import replace
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -28,12 +27,13 @@ def build(name: str, bf16: bool) -> torch.nn.Module:
     """The denoiser `name` with or without bf16 autocast."""
     from molgen.models.egnn import EGNN, EGNNConfig
     from molgen.models.ponita import PAPER_SCALE, Ponita, PonitaConfig
+    from molgen.precision import set_precision
 
-    if name == "ponita":
-        return Ponita(PonitaConfig(autocast_bf16=bf16))
-    if name == "ponita-paper":
-        return Ponita(replace(PAPER_SCALE, autocast_bf16=bf16))
-    return EGNN(EGNNConfig(autocast_bf16=bf16))
+    models = {"ponita": lambda: Ponita(PonitaConfig()), "ponita-paper": lambda: Ponita(PAPER_SCALE),
+              "egnn": lambda: EGNN(EGNNConfig())}
+    model = models[name]()
+    set_precision(model, "bf16" if bf16 else "fp32")
+    return model
 
 
 def batches(count: int):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -24,6 +23,7 @@ from molgen.data.qm9 import load_splits
 from molgen.data.sampler import SizeBucketBatchSampler
 from molgen.diffusion import PolynomialSchedule, diffusion_loss
 from molgen.models.ponita import Ponita, PonitaConfig
+from molgen.precision import set_precision
 from molgen.train.ema import EMA
 
 CANDIDATES = {
@@ -51,7 +51,8 @@ def train_for(config: PonitaConfig, minutes: float, splits, lr: float, batch_siz
               ema_decays: tuple[float, ...] = (), seed: int = 0) -> dict:
     """Train one candidate for a CPU-time budget; returns steps, molecules/s and the validation losses."""
     torch.manual_seed(seed)
-    model = Ponita(replace(config, autocast_bf16=True))
+    model = Ponita(config)
+    set_precision(model, "bf16")
     schedule = PolynomialSchedule()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, amsgrad=True, weight_decay=1e-12)
     averages = [EMA(model, decay) for decay in ema_decays]

@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="continue the run from RUN_DIR/last.pt, or from the checkpoint PATH")
     train.add_argument("--max-steps", type=int, default=None, help="override train.max_steps")
     train.add_argument("--run-dir", type=Path, default=None, help="override run_dir")
+    train.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
+                       help="override train.precision: auto = bf16 autocast where the hardware has native bf16 "
+                            "(CUDA, AVX-512 bf16 or AMX CPUs), else fp32")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                        help="override a config field, e.g. --set train.lr=3e-4 --set model.config.hidden=128")
     train.add_argument("--data", type=Path, default=None, metavar="EXPORT",
@@ -169,6 +172,8 @@ def _train(args: argparse.Namespace) -> None:
             overrides["train.max_steps"] = args.max_steps
         if args.run_dir is not None:
             overrides["run_dir"] = str(args.run_dir)
+        if args.precision is not None:
+            overrides["train.precision"] = args.precision
         config = load_config(args.config, overrides)
     except ValueError as err:
         raise MolgenError(str(err)) from None
@@ -193,6 +198,7 @@ def _train(args: argparse.Namespace) -> None:
 def _train_process(args: argparse.Namespace, config, world, resume: Path | None) -> None:
     """Train in this process (one of torchrun's, or alone); only process 0 prints."""
     from molgen.data.stats import node_count_histogram
+    from molgen.precision import describe_compute
     from molgen.train.loop import Trainer
 
     def say(message: str) -> None:
@@ -217,7 +223,8 @@ def _train_process(args: argparse.Namespace, config, world, resume: Path | None)
             + (f"; config changes: {'; '.join(changed)}" if changed else ""))
     parameters = sum(p.numel() for p in trainer.model.parameters())
     processes = f" in each of {world.size} processes" if world.distributed else ""
-    say(f"{config.model.name}: {parameters:,} parameters on {trainer.device}{processes}; run folder "
+    say(f"{config.model.name}: {parameters:,} parameters on {describe_compute(trainer.device, trainer.precision)}"
+        f"{processes}; run folder "
         f"{config.run_dir}; {len(trainer.train_set):,} training molecules, batch {config.data.batch_size}")
     result = trainer.run(time_limit=args.time_limit)
     if result.interrupted:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from molgen.errors import DataError, MolgenError
 from molgen.evaluation import intervals
+from molgen.precision import PRECISIONS
 from molgen.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS, SampleSettings
 
 GRID_COLUMNS = 6
@@ -47,6 +48,11 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, count_flag: str, cou
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed and batch size: same molecules)")
     parser.add_argument("--batch-size", type=_positive, default=100, help="molecules per network call")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="auto: bf16 autocast where the hardware has native bf16 (CUDA, AVX-512 bf16 or AMX "
+                             "CPUs), else fp32")
+    parser.add_argument("--threads", type=_positive, default=None,
+                        help="CPU threads (default: the cores this process may use)")
     parser.add_argument("--raw-weights", action="store_true",
                         help="use the trained weights instead of their EMA (EDM samples with the EMA)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -87,7 +93,7 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
 def _settings(args: argparse.Namespace) -> SampleSettings:
     return SampleSettings(num_molecules=args.num_molecules, sampler=args.sampler, steps=args.steps, seed=args.seed,
                           num_atoms=getattr(args, "num_atoms", None), batch_size=args.batch_size, device=args.device,
-                          use_ema=not args.raw_weights)
+                          use_ema=not args.raw_weights, precision=args.precision, threads=args.threads)
 
 
 def _sampled(args: argparse.Namespace, chain_frames: int = 0):
@@ -106,7 +112,7 @@ def _describe(samples) -> str:
     weights = "EMA weights" if s.use_ema else "raw weights"
     return (f"{len(samples.molecules):,} molecules from {samples.checkpoint} (step {samples.checkpoint_step:,}, "
             f"{weights}), {s.sampler} sampler, {s.resolved_steps} steps, seed {s.seed}: "
-            f"{samples.seconds:.1f} s ({samples.seconds_per_molecule:.3f} s per molecule)")
+            f"{samples.seconds:.1f} s ({samples.seconds_per_molecule:.3f} s per molecule) on {samples.compute}")
 
 
 def sample_command(args: argparse.Namespace) -> None:
@@ -133,7 +139,7 @@ def sample_command(args: argparse.Namespace) -> None:
             files.append(out / name)
             _write_step(lambda: draw_chain(files[-1], frames, chain_labels(samples.chain)))
     summary = {"checkpoint": str(samples.checkpoint), "checkpoint_step": samples.checkpoint_step,
-               "settings": asdict(samples.settings), "seconds": samples.seconds,
+               "settings": asdict(samples.settings), "seconds": samples.seconds, "compute": samples.compute,
                "files": [str(f) for f in files], **metrics.to_dict()}
     files.append(out / "summary.json")
     _write_step(lambda: _write_json(files[-1], summary))
@@ -174,7 +180,7 @@ def evaluate_checkpoint(args: argparse.Namespace, training_smiles: Callable[[], 
               f"molecules, {args.nll_passes} pass(es), standard error)")
     if args.json is not None:
         payload = {"checkpoint": str(samples.checkpoint), "checkpoint_step": samples.checkpoint_step,
-                   "settings": asdict(samples.settings), "sampling_seconds": samples.seconds,
+                   "settings": asdict(samples.settings), "sampling_seconds": samples.seconds, "compute": samples.compute,
                    "seconds_per_molecule": samples.seconds_per_molecule, **metrics.to_dict(),
                    "intervals_95": {k: list(v) for k, v in intervals(metrics).items()},
                    "test_nll": None if nll is None else {"mean": nll.mean, "standard_error": nll.standard_error,

@@ -160,6 +160,9 @@ class ModelConfig(DictConfig):
         _check_choice("model", "name", self.name, MODEL_NAMES)
         if not isinstance(self.config, dict):
             raise ValueError(f"model.config must be a mapping of {self.name} fields, got {self.config!r}")
+        if "autocast_bf16" in self.config:
+            raise ValueError("model.config.autocast_bf16 is no longer a model setting: precision is chosen at run "
+                             "time (train.precision or --precision: auto, fp32 or bf16); remove the key")
         try:
             resolved = self.model_config().to_dict()
         except (ValueError, TypeError) as err:
@@ -220,7 +223,8 @@ class TrainConfig(DictConfig):
         sample_count, sample_sampler, sample_steps, sample_batch_size, sample_seed: how.
         max_consecutive_nonfinite: stop after this many consecutive steps with a non-finite loss or gradient.
         device: "auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:N".
-        threads: torch intra-op threads (None: leave torch's default).
+        threads: torch intra-op threads (None: the cores this process may use, molgen.threads).
+        precision: "auto" (bf16 autocast where the hardware has native bf16, else fp32), "fp32" or "bf16".
     """
 
     SECTION = "train"
@@ -251,6 +255,7 @@ class TrainConfig(DictConfig):
     max_consecutive_nonfinite: int = 10
     device: str = "auto"
     threads: int | None = None
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
 
     def __post_init__(self) -> None:
         s = "train"
@@ -296,6 +301,7 @@ class TrainConfig(DictConfig):
             _set(self, "threads", _integer(s, "threads", self.threads))
             if self.threads < 1:
                 raise ValueError(f"{s}.threads must be an integer >= 1 or null, got {self.threads}")
+        _check_choice(s, "precision", self.precision, ("auto", "fp32", "bf16"))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict of the fields (betas as a list)."""

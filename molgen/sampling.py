@@ -28,6 +28,8 @@ from molgen.diffusion import sample
 from molgen.diffusion.process import state_to_batch
 from molgen.diffusion.samplers import StepInfo
 from molgen.errors import MolgenError
+from molgen.precision import check_precision, describe_compute, model_precision, resolve_precision, set_precision
+from molgen.threads import configure_threads
 from molgen.train.checkpoint import LoadedModel, load_denoiser
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "qm9_ponita_cpu.pt"
@@ -60,6 +62,8 @@ class SampleSettings:
     batch_size: int = 100
     device: str = "auto"
     use_ema: bool = True
+    precision: str = "auto"
+    threads: int | None = None
 
     @property
     def resolved_steps(self) -> int:
@@ -79,6 +83,9 @@ class SampleSettings:
             raise MolgenError(f"the ancestral sampler takes at most T = {timesteps} steps, got {self.steps}")
         if self.num_atoms is not None and self.num_atoms < 1:
             raise MolgenError(f"the atom count must be at least 1, got {self.num_atoms}")
+        check_precision(self.precision)
+        if self.threads is not None and self.threads < 1:
+            raise MolgenError(f"the thread count must be at least 1, got {self.threads}")
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,7 @@ class Samples:
     checkpoint_step: int
     seconds: float
     chain: list[ChainFrame] = field(default_factory=list)
+    compute: str = ""  # the hardware, threads and precision used, e.g. "cpu (AVX2), 2 threads, fp32"
 
     @property
     def seconds_per_molecule(self) -> float:
@@ -132,12 +140,17 @@ class Samples:
 
 
 def load_model(checkpoint: str | Path | None = None, settings: SampleSettings = SampleSettings()) -> LoadedModel:
-    """The checkpoint's denoiser (EMA weights unless settings.use_ema is False) on the settings' device."""
+    """The checkpoint's denoiser (EMA weights unless settings.use_ema is False) on the settings' device, set to
+    the settings' precision (resolved for that device) and threads."""
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
     if checkpoint is None and not path.is_file():
         raise MolgenError(f"the shipped checkpoint is missing ({path}); pass a checkpoint path or set "
                           "MOLGEN_CHECKPOINT")
-    return load_denoiser(path, use_ema=settings.use_ema, device=resolve_device(settings.device))
+    device = resolve_device(settings.device)
+    configure_threads(settings.threads)
+    loaded = load_denoiser(path, use_ema=settings.use_ema, device=device)
+    set_precision(loaded.model, resolve_precision(settings.precision, device))
+    return loaded
 
 
 def atom_counts(loaded: LoadedModel, settings: SampleSettings, generator: torch.Generator) -> torch.Tensor:
@@ -214,7 +227,7 @@ def generate(
         first = int(batches[0][0])
         chain = recorder.kept + [ChainFrame(0.0, *molecules[first])]
     return Samples(molecules=molecules, settings=settings, checkpoint=checkpoint, checkpoint_step=loaded.step,
-                   seconds=seconds, chain=chain)
+                   seconds=seconds, chain=chain, compute=describe_compute(device, model_precision(loaded.model)))
 
 
 def sample_molecules(
@@ -228,12 +241,15 @@ def sample_molecules(
     batch_size: int = 100,
     device: str = "auto",
     use_ema: bool = True,
+    precision: str = "auto",
+    threads: int | None = None,
     progress: bool = False,
     chain_frames: int = 0,
 ) -> Samples:
     """Load a checkpoint (default: the shipped one) and sample molecules; see `SampleSettings` for the arguments."""
     settings = SampleSettings(num_molecules=num_molecules, sampler=sampler, steps=steps, seed=seed,
-                              num_atoms=num_atoms, batch_size=batch_size, device=device, use_ema=use_ema)
+                              num_atoms=num_atoms, batch_size=batch_size, device=device, use_ema=use_ema,
+                              precision=precision, threads=threads)
     settings.check()
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
     return generate(load_model(checkpoint, settings), settings, path, progress, chain_frames)

@@ -18,9 +18,9 @@ Implementation: the graph is the list of ordered pairs (i, j), i != j, of atoms 
 a batch of QM9 molecules has about half as many real pairs as a padded [B, N, N] block; on 2 CPU cores an
 edge MLP over the pair list ran ~3x (fp32) and ~1.5x (bf16) faster than over padded blocks). The first layer of each
 edge MLP is split, W [h_i, h_j, e_ij] = W_i h_i + W_j h_j + W_e e_ij, so that W_i h and W_j h are computed once per
-atom and gathered per pair (about N times fewer FLOPs than applying W to the concatenation). Optional bf16 autocast
-(config.autocast_bf16) runs the Linear layers in bf16; the coordinates (differences, norms, the position update),
-the residual stream h and the sums over neighbours stay in the input's dtype.
+atom and gathered per pair (about N times fewer FLOPs than applying W to the concatenation). bf16 autocast (the
+run-time setting `autocast_dtype`, see molgen.precision.set_precision) runs the Linear layers in bf16; the
+coordinates (differences, norms, the position update), the residual stream h and the sums over neighbours stay in the input's dtype.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from molgen.configbase import DictConfig
 from molgen.data.batch import MoleculeLayout
 from molgen.geometry.centroid import remove_centroid
 from molgen.nn.dense import dense_layout
+from molgen.precision import autocast
 
 NUM_FEATURES = 6
 """Channels of z_h: the one-hot atom type / 4 (H, C, N, O, F) and the atomic number / 10."""
@@ -51,7 +52,6 @@ class EGNNConfig(DictConfig):
         coords_range: factor of the tanh in the coordinate update (EDM: 15).
         norm_constant: added to the pair distance that normalises x_i - x_j (EDM: 1).
         normalization_factor: the neighbour sums are divided by it (EDM: 1, i.e. plain sums).
-        autocast_bf16: run the Linear layers under bf16 autocast (coordinates stay in the input dtype).
     """
 
     SECTION = "EGNNConfig"
@@ -61,7 +61,6 @@ class EGNNConfig(DictConfig):
     coords_range: float = 15.0
     norm_constant: float = 1.0
     normalization_factor: float = 1.0
-    autocast_bf16: bool = False
 
     def __post_init__(self) -> None:
         for name in ("hidden", "layers"):
@@ -77,8 +76,6 @@ class EGNNConfig(DictConfig):
                 bound = "> 0" if strict else ">= 0"
                 raise ValueError(f"EGNNConfig.{name} must be a finite number {bound}, got {value!r}")
             object.__setattr__(self, name, float(value))
-        if not isinstance(self.autocast_bf16, bool):
-            raise ValueError(f"EGNNConfig.autocast_bf16 must be true or false, got {self.autocast_bf16!r}")
 
 
 @dataclass(frozen=True)
@@ -197,6 +194,7 @@ class EGNN(nn.Module):
     def __init__(self, config: EGNNConfig | None = None) -> None:
         super().__init__()
         self.config = config if config is not None else EGNNConfig()
+        self.autocast_dtype: torch.dtype | None = None  # run-time precision (molgen.precision.set_precision)
         hidden = self.config.hidden
         self.embedding = nn.Linear(NUM_FEATURES + 1, hidden)
         self.blocks = nn.ModuleList(EquivariantBlock(self.config) for _ in range(self.config.layers))
@@ -221,7 +219,7 @@ class EGNN(nn.Module):
             raise ValueError(f"expected t [B] with B = {layout.num_molecules}, got {tuple(t.shape)}")
         dtype = z_x.dtype
         pairs = _all_pairs(layout)
-        with torch.autocast(z_x.device.type, dtype=torch.bfloat16, enabled=self.config.autocast_bf16):
+        with autocast(z_x.device, self.autocast_dtype):
             h_in = torch.cat([z_h.to(dtype), t.to(dtype)[layout.batch].unsqueeze(1)], dim=1)  # [M, 7]
             h = self.embedding(h_in).to(dtype)  # [M, H]
             x = z_x  # [M, 3]

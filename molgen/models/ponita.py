@@ -15,7 +15,6 @@ shrinks as O grows (tests measure it).
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +28,7 @@ from molgen.geometry.orientations import repulsion_grid
 from molgen.nn.basis import KernelBasis
 from molgen.nn.conv import ConvNeXtBlock, SpatialKernels
 from molgen.nn.dense import dense_layout, from_dense, to_dense
+from molgen.precision import autocast
 
 NUM_FEATURES = 6  # scaled one-hot (5) and charge (1)
 
@@ -48,7 +48,8 @@ class PonitaConfig(DictConfig):
         layer_scale: initial layer scale of the ConvNeXt blocks (None: no layer scale).
         multiple_readouts: read out after every block and average (else after the last only).
         time_in_basis: also condition the spatial kernel basis on t.
-        autocast_bf16: run the network under bf16 autocast (geometry stays in fp32).
+
+    Precision is not part of the config: it is chosen at run time (molgen.precision.set_precision).
     """
 
     SECTION = "PonitaConfig"
@@ -63,7 +64,6 @@ class PonitaConfig(DictConfig):
     layer_scale: float | None = None
     multiple_readouts: bool = True
     time_in_basis: bool = True
-    autocast_bf16: bool = False
 
     def __post_init__(self) -> None:
         for name in ("orientations", "hidden", "layers", "basis_dim", "channels_per_kernel", "basis_hidden", "degree"):
@@ -81,11 +81,16 @@ PAPER_SCALE = PonitaConfig(orientations=12, hidden=256, layers=9, basis_dim=256,
 
 
 class Ponita(nn.Module):
-    """The R^3 x S^2 denoiser: `(z_x [M,3], z_h [M,6], t [B], layout) -> (eps_x [M,3], eps_h [M,6])`."""
+    """The R^3 x S^2 denoiser: `(z_x [M,3], z_h [M,6], t [B], layout) -> (eps_x [M,3], eps_h [M,6])`.
+
+    `autocast_dtype` (None: the inputs' dtype; torch.bfloat16: bf16 autocast of the network, geometry in the
+    inputs' dtype) is a run-time setting, not a weight: set it with molgen.precision.set_precision.
+    """
 
     def __init__(self, config: PonitaConfig = PonitaConfig()) -> None:
         super().__init__()
         self.config = config
+        self.autocast_dtype: torch.dtype | None = None
         c = config
         self.register_buffer("grid", repulsion_grid(c.orientations).to(torch.get_default_dtype()))  # [O, 3]
         spatial_attributes = 3 if c.time_in_basis else 2
@@ -111,19 +116,13 @@ class Ponita(nn.Module):
             time = t.to(z_x.dtype).view(-1, 1, 1, 1, 1).expand(*attributes.shape[:-1], 1)  # [B, N, N, O, 1]
             attributes = torch.cat([attributes, time], dim=-1)  # [B, N, N, O, 3]
         h = torch.cat([z_h, t.to(z_h.dtype)[layout.batch].unsqueeze(-1)], dim=-1)  # [M, 7]
-        with self._autocast(z_x.device):
+        with autocast(z_x.device, self.autocast_dtype):
             scalars, vectors = self._network(to_dense(h, dense), attributes, dense.mask)  # [B,N,O,6], [B,N,O,1]
         scalars, vectors = scalars.to(z_x.dtype), vectors.to(z_x.dtype)
         eps_h = from_dense(scalars.mean(dim=2), dense)  # [M, 6]
         vector = 3.0 * (vectors * self.grid.to(z_x.dtype)).mean(dim=2)  # [B, N, 3]
         eps_x = remove_centroid(from_dense(vector, dense), layout.batch, layout.num_molecules)  # [M, 3]
         return eps_x, eps_h
-
-    def _autocast(self, device: torch.device):
-        """bf16 autocast on the inputs' device when configured, else nothing."""
-        if self.config.autocast_bf16:
-            return torch.autocast(device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
 
     def _network(self, h: Tensor, attributes: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """Lift, run the blocks, read out. Shapes: h [B, N, 7], attributes [B, N, N, O, A], mask [B, N]

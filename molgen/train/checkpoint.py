@@ -1,6 +1,6 @@
 """Checkpoints: one self-describing file per training state (nanoGPT style), written atomically.
 
-A checkpoint (format 1) is a dict saved with `torch.save`:
+A checkpoint (format 2) is a dict saved with `torch.save`:
   format_version  int, CHECKPOINT_FORMAT for files this molgen writes
   molgen_version  str
   config          the resolved RunConfig as a plain dict
@@ -15,8 +15,9 @@ A checkpoint (format 1) is a dict saved with `torch.save`:
   best_nll        the best validation NLL so far (None before the first evaluation)
 
 Older formats are migrated on load (format 0: the model weights under "model_state", no metrics, best_nll or
-skipped_steps). Files are read with `torch.load(weights_only=True)`, which unpickles only tensors and plain
-containers, never code.
+skipped_steps; format 1: bf16 autocast was a model setting, `model.config.autocast_bf16`, now a run-time
+choice). Files are read with `torch.load(weights_only=True)`, which unpickles only tensors and plain containers,
+never code.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import torch
 from molgen.atomic import atomic_write
 from molgen.errors import MolgenError
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 
 REQUIRED_KEYS = (
     "format_version", "molgen_version", "config", "model", "ema", "optimizer", "step", "epoch", "batch_in_epoch",
@@ -71,7 +72,24 @@ def _migrate_0_to_1(payload: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {0: _migrate_0_to_1}
+def _migrate_1_to_2(payload: dict[str, Any]) -> dict[str, Any]:
+    """Format 1 -> 2: precision left the model config (`autocast_bf16`) for the run-time `train.precision`.
+
+    The stored run is resumed under `train.precision: auto` like any other; the weights are the same in any
+    precision, so a run trained in bf16 can continue in fp32 and the other way round.
+    """
+    payload = dict(payload)
+    config = dict(payload["config"])
+    model = dict(config["model"])
+    model["config"] = {k: v for k, v in model.get("config", {}).items() if k != "autocast_bf16"}
+    config["model"] = model
+    config["train"] = {**config.get("train", {}), "precision": "auto"}
+    payload["config"] = config
+    payload["format_version"] = 2
+    return payload
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {0: _migrate_0_to_1, 1: _migrate_1_to_2}
 """MIGRATIONS[v] turns a format-v payload into format v + 1."""
 
 

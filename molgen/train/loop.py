@@ -50,6 +50,8 @@ from molgen.diffusion import NodeCountDistribution, diffusion_loss, evaluate_nll
 from molgen.diffusion.process import STATE_DIM
 from molgen.errors import MolgenError
 from molgen.geometry.centroid import remove_centroid
+from molgen.precision import resolve_precision, set_precision
+from molgen.threads import configure_threads
 from molgen.train.checkpoint import (
     CHECKPOINT_FORMAT,
     CheckpointError,
@@ -212,9 +214,9 @@ class Trainer:
         self.config, self.progress = config, progress
         self.world = world if world is not None else World()
         tc = config.train
-        if tc.threads is not None:
-            torch.set_num_threads(tc.threads)
+        self.threads = configure_threads(tc.threads)
         self.device = self.world.device(resolve_device(tc.device))
+        self.precision = resolve_precision(tc.precision, self.device)
         if node_histogram is None:
             node_histogram = torch.bincount(torch.as_tensor(train_set.num_atoms), minlength=MAX_ATOMS + 1)
         self.node_histogram = torch.as_tensor(node_histogram).to(torch.int64).cpu()  # [30]
@@ -235,6 +237,7 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(tc.seed)  # the initial weights depend on the seed only
             model = model if model is not None else config.model.build()
+        set_precision(model, self.precision)
         self.model = model.to(self.device).train()
         self.parallel_model = self._data_parallel(self.model)
         self.parameters = [p for p in self.model.parameters() if p.requires_grad]

@@ -10,6 +10,7 @@ import torch
 from molgen.data.batch import MoleculeLayout
 from molgen.geometry.centroid import centroid, remove_centroid
 from molgen.models.egnn import EGNN, EGNNConfig
+from molgen.precision import set_precision
 
 SMALL = EGNNConfig(hidden=32, layers=3)
 
@@ -177,8 +178,9 @@ def test_bf16_autocast_matches_fp32():
     """
     torch.manual_seed(0)
     reference = EGNN(SMALL)
-    model = EGNN(EGNNConfig(hidden=32, layers=3, autocast_bf16=True))
+    model = EGNN(EGNNConfig(hidden=32, layers=3))
     model.load_state_dict(reference.state_dict())
+    set_precision(model, "bf16")
     z_x, z_h, t, layout = (v.float() if torch.is_tensor(v) else v for v in _inputs([18, 15, 21, 9]))
     outputs, grads = [], []
     for net in (reference, model):
@@ -207,13 +209,13 @@ def test_state_dict_round_trip_is_exact():
 
 
 def test_config_round_trip_and_validation():
-    config = EGNNConfig(hidden=64, layers=3, coords_range=10, autocast_bf16=True)
+    config = EGNNConfig(hidden=64, layers=3, coords_range=10)
     assert EGNNConfig.from_dict(config.to_dict()) == config
     assert config.to_dict() == {"hidden": 64, "layers": 3, "coords_range": 10.0, "norm_constant": 1.0,
-                                "normalization_factor": 1.0, "autocast_bf16": True}
+                                "normalization_factor": 1.0}
     for field, value in [("hidden", 0), ("layers", 2.5), ("hidden", True), ("coords_range", 0.0),
                          ("coords_range", float("inf")), ("norm_constant", -1.0),
-                         ("normalization_factor", 0), ("autocast_bf16", 1)]:
+                         ("normalization_factor", 0)]:
         with pytest.raises(ValueError, match=field):
             EGNNConfig(**{field: value})
     with pytest.raises(ValueError, match="width"):

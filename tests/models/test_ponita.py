@@ -10,6 +10,7 @@ import torch
 
 from molgen.data import MoleculeLayout
 from molgen.models.ponita import PAPER_SCALE, Ponita, PonitaConfig
+from molgen.precision import set_precision
 
 SMALL = PonitaConfig(orientations=8, hidden=16, layers=2, basis_dim=8, basis_hidden=8, channels_per_kernel=4)
 
@@ -132,8 +133,9 @@ def test_output_scale_at_init_bf16_agreement_and_finite_gradients():
     eps_x, eps_h = model(z_x, z_h, t, layout)
     # eps_h starts at O(0.1-1); eps_x starts small (features vary little over orientations at init), like EGNN's
     assert 0.05 < eps_h.std().item() < 5 and 1e-3 < eps_x.std().item() < 5
-    fast = Ponita(PonitaConfig(autocast_bf16=True))
+    fast = Ponita(config)
     fast.load_state_dict(model.state_dict())
+    set_precision(fast, "bf16")
     eps_xb, eps_hb = fast(z_x, z_h, t, layout)
     assert eps_xb.dtype == torch.float32
     assert ((eps_xb - eps_x).norm() / eps_x.norm()).item() < 0.05

@@ -16,7 +16,8 @@ TINY_PONITA = {"orientations": 4, "hidden": 8, "layers": 1, "basis_dim": 4, "cha
 def tiny_config(run_dir, **train: Any) -> RunConfig:
     """A run of the tiny PONITA on the first 64 training molecules in batches of 16, no evaluations."""
     values = {"seed": 0, "lr": 1e-3, "ema_decay": 0.9, "max_steps": 6, "checkpoint_every": 1000, "log_every": 1,
-              "eval_every": 0, "sample_every": 0, "device": "cpu", **train}
+              "eval_every": 0, "sample_every": 0, "device": "cpu", "threads": 1, "precision": "fp32",
+              **train}
     return RunConfig.from_dict({
         "data": {"batch_size": 16, "max_train_molecules": 64},
         "model": {"name": "ponita", "config": dict(TINY_PONITA)},

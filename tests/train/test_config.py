@@ -90,7 +90,7 @@ def test_file_errors_name_the_file(tmp_path):
 
 def test_shipped_configs_load():
     cpu = load_config(CONFIGS / "qm9_ponita_cpu.yaml")
-    assert cpu.model.config["autocast_bf16"] and cpu.train.lr == 3e-3 and cpu.train.lr_decay == "cosine"
+    assert "autocast_bf16" not in cpu.model.config and cpu.train.precision == "auto" and cpu.train.lr == 3e-3 and cpu.train.lr_decay == "cosine"
     assert cpu.train.warmup_steps == 500 and cpu.train.min_lr == 1e-5 and cpu.train.ema_decay == 0.999
     gpu = load_config(CONFIGS / "qm9_ponita_gpu.yaml")
     assert PonitaConfig.from_dict(gpu.model.config) == PAPER_SCALE
