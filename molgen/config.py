@@ -206,12 +206,21 @@ class TrainConfig(DictConfig):
     Attributes:
         seed: seeds the batch order (per epoch) and every molecule's t and noise (per step and molecule).
         lr: peak learning rate of AdamW.
-        warmup_steps: linear warm-up from lr / warmup_steps to lr (0: none).
-        lr_decay: "none" (constant after warm-up) or "cosine" (to min_lr at lr_decay_steps).
-        min_lr: the final learning rate of the cosine decay.
+        warmup_steps: linear warm-up from lr / warmup_steps to lr (0: none); older runs' form of warmup_molecules.
+        warmup_molecules: linear warm-up over this many molecules (0: none; set this or warmup_steps).
+        lr_decay: "none" (constant after warm-up: the main branch of warmup-stable-decay) or "cosine" (to min_lr at
+            lr_decay_steps). Schedules count molecules seen (molgen.train.schedule).
+        min_lr: the final learning rate of the cosine decay and of a cooldown.
         lr_decay_steps: the step where the cosine decay reaches min_lr (None: max_steps).
+        rewarmup_molecules: after a resume that changes lr or data.batch_size, warm up again over this many
+            molecules (0: never).
+        cooldown_molecules: > 0 makes the run a cooldown branch: resumed from a main-branch checkpoint into its own
+            run_dir, it decays the learning rate to min_lr over this many molecules, then ships the EMA with the
+            best validation NLL (molgen.train.cooldown). 0: the main branch.
         weight_decay, betas, amsgrad: AdamW's (EDM: 1e-12, (0.9, 0.999), amsgrad).
-        ema_decay: decay of the exponential moving average of the weights (EDM: 0.9999; 0: EMA = the model).
+        ema_decays: decays per 64 molecules of the exponential moving averages kept (the first one is evaluated
+            during training; EDM: 0.9999 at batch 64; 0: the average is the model). A step of B molecules decays by
+            ema_decay ** (B / 64).
         adaptive_clipping: EDM's adaptive gradient clipping (at 1.5 mean + 2 std of the last 50 norms).
         max_steps: train until this many steps (batches) have been taken.
         checkpoint_every: write run_dir/last.pt every N steps (also at the end and on interruption).
@@ -232,13 +241,16 @@ class TrainConfig(DictConfig):
     seed: int = 0
     lr: float = 1e-4
     warmup_steps: int = 0
+    warmup_molecules: int = 0
     lr_decay: Literal["none", "cosine"] = "none"
     min_lr: float = 0.0
     lr_decay_steps: int | None = None
+    rewarmup_molecules: int = 0
+    cooldown_molecules: int = 0
     weight_decay: float = 1e-12
     betas: tuple[float, float] = (0.9, 0.999)
     amsgrad: bool = True
-    ema_decay: float = 0.9999
+    ema_decays: tuple[float, ...] = (0.9999,)
     adaptive_clipping: bool = True
     max_steps: int = 1_700_000
     checkpoint_every: int = 1000
@@ -260,7 +272,8 @@ class TrainConfig(DictConfig):
     def __post_init__(self) -> None:
         s = "train"
         integers = {
-            "seed": 0, "warmup_steps": 0, "max_steps": 1, "checkpoint_every": 1, "log_every": 1, "eval_every": 0,
+            "seed": 0, "warmup_steps": 0, "warmup_molecules": 0, "rewarmup_molecules": 0, "cooldown_molecules": 0,
+            "max_steps": 1, "checkpoint_every": 1, "log_every": 1, "eval_every": 0,
             "eval_molecules": 1, "eval_seed": 0, "sample_every": 0, "sample_count": 1, "sample_steps": 1,
             "sample_batch_size": 1, "sample_seed": 0, "max_consecutive_nonfinite": 1,
         }
@@ -269,7 +282,7 @@ class TrainConfig(DictConfig):
             if value < lowest:
                 raise ValueError(f"{s}.{name} must be an integer >= {lowest}, got {value}")
             _set(self, name, value)
-        for name in ("lr", "min_lr", "weight_decay", "ema_decay"):
+        for name in ("lr", "min_lr", "weight_decay"):
             _set(self, name, _number(s, name, getattr(self, name)))
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"{s}.lr must be a finite number > 0, got {self.lr}")
@@ -277,8 +290,11 @@ class TrainConfig(DictConfig):
             raise ValueError(f"{s}.min_lr must lie in [0, lr = {self.lr}], got {self.min_lr}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ValueError(f"{s}.weight_decay must be a finite number >= 0, got {self.weight_decay}")
-        if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"{s}.ema_decay must lie in [0, 1), got {self.ema_decay}")
+        _set(self, "ema_decays", _ema_decays(self.ema_decays))
+        if self.warmup_steps and self.warmup_molecules:
+            raise ValueError(f"{s}.warmup_molecules and {s}.warmup_steps: set one of them (the other 0)")
+        if self.cooldown_molecules and not self.min_lr < self.lr:
+            raise ValueError(f"{s}.min_lr must be below lr ({self.lr}) in a cooldown branch, got {self.min_lr}")
         _check_choice(s, "lr_decay", self.lr_decay, ("none", "cosine"))
         if self.lr_decay_steps is not None:
             _set(self, "lr_decay_steps", _integer(s, "lr_decay_steps", self.lr_decay_steps))
@@ -307,7 +323,20 @@ class TrainConfig(DictConfig):
         """Plain JSON-able dict of the fields (betas as a list)."""
         values = asdict(self)
         values["betas"] = list(self.betas)
+        values["ema_decays"] = list(self.ema_decays)
         return values
+
+
+def _ema_decays(values: Any) -> tuple[float, ...]:
+    """train.ema_decays as a tuple of distinct numbers in [0, 1); ValueError naming the field otherwise."""
+    if isinstance(values, (int, float, str)) and not isinstance(values, bool):
+        values = [values]
+    if not isinstance(values, (list, tuple)) or not values:
+        raise ValueError(f"train.ema_decays must be a list of numbers in [0, 1), got {values!r}")
+    decays = tuple(_number("train", "ema_decays", value) for value in values)
+    if not all(0 <= d < 1 for d in decays) or len(set(decays)) != len(decays):
+        raise ValueError(f"train.ema_decays must be distinct numbers in [0, 1), got {list(decays)}")
+    return decays
 
 
 

@@ -1,10 +1,14 @@
 """Checkpoints: one self-describing file per training state (nanoGPT style), written atomically.
 
-A checkpoint (format 2) is a dict saved with `torch.save`:
+A checkpoint (format 3) is a dict saved with `torch.save`:
   format_version  int, CHECKPOINT_FORMAT for files this molgen writes
   molgen_version  str
   config          the resolved RunConfig as a plain dict
-  model, ema      state dicts of the trained model and of its exponential moving average
+  model, ema      state dicts of the trained model and of the EMA to sample from (the primary one; in a shipped
+                  file, the best cooled-down one: molgen.train.cooldown)
+  emas            {decay per 64 molecules, as in train.ema_decays: the EMA's state dict}
+  molecules       molecules seen (the unit of the learning-rate and EMA schedules)
+  rewarmup_start, cooldown_start   molecules seen where a re-warm-up and a cooldown branch began (or None)
   optimizer       AdamW's state dict
   step, epoch, batch_in_epoch   steps taken; the epoch and the position within it of the next batch
   clip_history    EDM's adaptive-clipping norms (oldest first)
@@ -16,8 +20,8 @@ A checkpoint (format 2) is a dict saved with `torch.save`:
 
 Older formats are migrated on load (format 0: the model weights under "model_state", no metrics, best_nll or
 skipped_steps; format 1: bf16 autocast was a model setting, `model.config.autocast_bf16`, now a run-time
-choice). Files are read with `torch.load(weights_only=True)`, which unpickles only tensors and plain containers,
-never code.
+choice; format 2: one EMA, decay per step, schedules in steps). Files are read with
+`torch.load(weights_only=True)`, which unpickles only tensors and plain containers, never code.
 """
 
 from __future__ import annotations
@@ -33,11 +37,12 @@ import torch
 from molgen.atomic import atomic_write
 from molgen.errors import MolgenError
 
-CHECKPOINT_FORMAT = 2
+CHECKPOINT_FORMAT = 3
 
 REQUIRED_KEYS = (
     "format_version", "molgen_version", "config", "model", "ema", "optimizer", "step", "epoch", "batch_in_epoch",
     "clip_history", "consecutive_nonfinite", "skipped_steps", "node_histogram", "rng", "metrics", "best_nll",
+    "emas", "molecules",
 )
 
 
@@ -89,7 +94,33 @@ def _migrate_1_to_2(payload: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {0: _migrate_0_to_1, 1: _migrate_1_to_2}
+def _migrate_2_to_3(payload: dict[str, Any]) -> dict[str, Any]:
+    """Format 2 -> 3: schedules count molecules seen; EMAs at several decays, each given per 64 molecules.
+
+    The single EMA (decay per step) becomes `emas` {its decay per 64 molecules: state} and `train.ema_decays`;
+    molecules seen = step x batch size. A run resumed with more decays starts the new EMAs from this one.
+    """
+    from molgen.train.ema import decay_key
+
+    payload = dict(payload)
+    config = dict(payload["config"])
+    train = dict(config.get("train", {}))
+    batch_size = int(config.get("data", {}).get("batch_size", 64))
+    decay = float(train.pop("ema_decay", 0.9999)) ** (64 / batch_size)  # per step -> per 64 molecules
+    train["ema_decays"] = [decay]
+    config["train"] = train
+    payload["config"] = config
+    payload["emas"] = {decay_key(decay): payload["ema"]}
+    payload["molecules"] = int(payload["step"]) * batch_size
+    payload.setdefault("rewarmup_start", None)
+    payload.setdefault("cooldown_start", None)
+    payload["format_version"] = 3
+    return payload
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3,
+}
 """MIGRATIONS[v] turns a format-v payload into format v + 1."""
 
 

@@ -52,3 +52,56 @@ class EMA:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Restore the average from `state_dict()`."""
         self.module.load_state_dict(state)
+
+
+def decay_key(decay: float) -> str:
+    """The name of the EMA of a decay in checkpoints and reports ('0.999')."""
+    return repr(float(decay))
+
+
+class EMASet:
+    """EMAs of one model at several decays, each given per 64 molecules (molgen.train.schedule).
+
+    Args:
+        model: the model being trained; its current weights initialise every average.
+        decays: decays per 64 molecules; the first is the primary EMA (evaluated during training, sampled from).
+        batch_size: molecules per step, which turns each decay into its per-step decay.
+    """
+
+    def __init__(self, model: nn.Module, decays: tuple[float, ...], batch_size: int) -> None:
+        from molgen.train.schedule import ema_decay_per_step
+
+        self.decays = tuple(float(d) for d in decays)
+        self.averages = {decay_key(d): EMA(model, ema_decay_per_step(d, batch_size)) for d in self.decays}
+
+    @property
+    def primary(self) -> EMA:
+        """The EMA of the first decay."""
+        return self.averages[decay_key(self.decays[0])]
+
+    def update(self, model: nn.Module) -> None:
+        """One step of every EMA."""
+        for average in self.averages.values():
+            average.update(model)
+
+    def state_dict(self) -> dict[str, dict[str, torch.Tensor]]:
+        """{decay key: the averaged module's state dict}."""
+        return {key: average.state_dict() for key, average in self.averages.items()}
+
+    def load_state_dict(self, states: dict[str, dict[str, torch.Tensor]]) -> list[str]:
+        """Restore the averages; one missing from `states` starts as a copy of the stored EMA of the nearest decay.
+
+        Returns the keys that were initialised that way.
+        """
+        if not states:
+            raise KeyError("no EMA state")
+        stored = {float(key): state for key, state in states.items()}
+        initialised = []
+        for key, average in self.averages.items():
+            if key in states:
+                average.load_state_dict(states[key])
+            else:
+                nearest = min(stored, key=lambda d: abs(d - float(key)))
+                average.load_state_dict(stored[nearest])
+                initialised.append(key)
+        return initialised

@@ -27,16 +27,14 @@ import io
 import logging
 import math
 import os
-import random
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -47,7 +45,6 @@ from molgen.data.batch import MoleculeBatch
 from molgen.data.sampler import SizeBucketBatchSampler
 from molgen.device import resolve_device
 from molgen.diffusion import NodeCountDistribution, diffusion_loss, evaluate_nll
-from molgen.diffusion.process import STATE_DIM
 from molgen.errors import MolgenError
 from molgen.geometry.centroid import remove_centroid
 from molgen.precision import resolve_precision, set_precision
@@ -68,11 +65,16 @@ from molgen.train.distributed import (
     replicas_agree,
     shard,
 )
-from molgen.train.ema import EMA
+from molgen.train.batches import FirstMolecules, Prefetcher, RandomBatchSampler, per_sample_noise, rescaled_position
+from molgen.train.cooldown import branch_points, finish_cooldown, start_branch
+from molgen.train.ema import EMASet
+from molgen.train.rngstate import capture_rng, restore_rng
+from molgen.train.schedule import build_schedule
 
 log = logging.getLogger(__name__)
 
 MAX_ATOMS = 29
+REPORT_SECONDS = 30.0  # without a progress bar, a line with the molecules/s at most this often
 LOG_COLUMNS = (
     "kind", "step", "epoch", "loss", "grad_norm", "clipped", "skipped", "lr", "mol_per_s",
     "val_nll", "val_nll_se", "atom_stable", "mol_stable", "validity", "uniqueness", "seconds", "time",
@@ -81,75 +83,6 @@ LOG_COLUMNS = (
 
 class NonFiniteError(MolgenError):
     """Too many consecutive steps had a non-finite loss or gradient norm."""
-
-
-# ---------------------------------------------------------------------------------------------- randomness
-
-_MASK64 = (1 << 64) - 1
-
-
-def _mix64(z: int) -> int:
-    """SplitMix64's finaliser: a bijective 64-bit mix."""
-    z = (z + 0x9E3779B97F4A7C15) & _MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return z ^ (z >> 31)
-
-
-def sample_seed(seed: int, step: int, index: int) -> int:
-    """The 63-bit seed of one molecule's randomness at one step: a hash of (run seed, step, dataset index)."""
-    return _mix64(_mix64(_mix64(seed & _MASK64) ^ (step & _MASK64)) ^ (index & _MASK64)) >> 1
-
-
-def per_sample_noise(
-    seed: int, step: int, indices: Sequence[int], num_atoms: Sequence[int], timesteps: int,
-    dtype: torch.dtype = torch.float32,
-) -> tuple[Tensor, Tensor]:
-    """Each molecule's t ~ U{0..T} and its noise eps ~ N(0, I) [N, 9], from its own generator.
-
-    The generator of molecule `index` at `step` is seeded with `sample_seed(seed, step, index)` and draws t, then
-    eps, so a molecule's randomness depends on nothing else (not the batch, its position in it, or the process).
-    Returns t_int int64 [B] and eps [M, 9] on the CPU (the positions' part is not yet centroid-free).
-    """
-    generator = torch.Generator()
-    steps, noises = [], []
-    for index, n in zip(indices, num_atoms):
-        generator.manual_seed(sample_seed(seed, step, index))
-        steps.append(torch.randint(0, timesteps + 1, (1,), generator=generator))  # [1]
-        noises.append(torch.randn(n, STATE_DIM, generator=generator, dtype=dtype))  # [N, 9]
-    return torch.cat(steps), torch.cat(noises)  # [B], [M, 9]
-
-
-# -------------------------------------------------------------------------------------------------- data
-
-
-class FirstMolecules:
-    """The first `count` molecules of a data set (same indices, so the same per-molecule randomness)."""
-
-    def __init__(self, dataset, count: int) -> None:
-        self.dataset, self.count = dataset, min(count, len(dataset))
-        self.num_atoms = dataset.num_atoms[: self.count]  # [count]
-
-    def __len__(self) -> int:
-        return self.count
-
-    def batch(self, indices) -> MoleculeBatch:
-        return self.dataset.batch(indices)
-
-
-class RandomBatchSampler:
-    """Uniformly random batches (no size bucketing); epoch e's order from (seed, e), the last partial batch dropped."""
-
-    def __init__(self, num_atoms: Tensor, batch_size: int, seed: int = 0) -> None:
-        self.size, self.batch_size, self.seed = len(num_atoms), batch_size, seed
-
-    def __len__(self) -> int:
-        return self.size // self.batch_size
-
-    def epoch(self, epoch: int) -> list[Tensor]:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        order = torch.randperm(self.size, generator=generator)  # [D]
-        return list(torch.split(order[: len(self) * self.batch_size], self.batch_size))
 
 
 # ------------------------------------------------------------------------------------------------- results
@@ -210,6 +143,7 @@ class Trainer:
         node_histogram: Tensor | None = None,
         progress: bool = False,
         world: World | None = None,
+        prefetch: bool | None = None,
     ) -> None:
         self.config, self.progress = config, progress
         self.world = world if world is not None else World()
@@ -243,10 +177,15 @@ class Trainer:
         self.parameters = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.parameters, lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay,
                                            amsgrad=tc.amsgrad)
-        self.ema = EMA(self.model, tc.ema_decay)
+        self.emas = EMASet(self.model, tc.ema_decays, config.data.batch_size)
+        self.ema = self.emas.primary
         self.clipper = AdaptiveClipper()
+        self.lr_schedule = build_schedule(tc, config.data.batch_size)
+        use_prefetch = self.device.type == "cuda" if prefetch is None else prefetch
+        self.prefetcher = Prefetcher(self._prepare_host) if use_prefetch else None
 
         self.step = 0  # steps (batches) taken
+        self.molecules = 0  # molecules seen (the unit of the learning-rate and EMA schedules)
         self.epoch = 0  # epoch of the next batch
         self.batch_in_epoch = 0  # index of the next batch within its epoch
         self.consecutive_nonfinite = 0
@@ -257,6 +196,7 @@ class Trainer:
         self._eval_batches: list[MoleculeBatch] | None = None
         self._rdkit_note_given = False
         self._stop_requested = False
+        self._reported_at = -math.inf
 
     # ------------------------------------------------------------------------------------------ paths
 
@@ -278,17 +218,6 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ one step
 
-    def learning_rate(self, step: int) -> float:
-        """The learning rate of step `step` (0-based): linear warm-up, then constant or cosine decay to min_lr."""
-        tc = self.config.train
-        if step < tc.warmup_steps:
-            return tc.lr * (step + 1) / tc.warmup_steps
-        if tc.lr_decay == "none":
-            return tc.lr
-        horizon = tc.lr_decay_steps if tc.lr_decay_steps is not None else tc.max_steps
-        progress = min(max((step - tc.warmup_steps) / max(horizon - tc.warmup_steps, 1), 0.0), 1.0)
-        return tc.min_lr + 0.5 * (tc.lr - tc.min_lr) * (1.0 + math.cos(math.pi * progress))
-
     def _batches(self, epoch: int) -> list[Tensor]:
         if self._epoch_cache is None or self._epoch_cache[0] != epoch:
             self._epoch_cache = (epoch, self.batch_sampler.epoch(epoch))
@@ -302,19 +231,31 @@ class Trainer:
             batches = self._batches(self.epoch)
         return batches[self.batch_in_epoch], self.epoch
 
-    def prepare_batch(self, indices: Tensor, step: int) -> tuple[MoleculeBatch, Tensor, tuple[Tensor, Tensor]]:
-        """The molecules at `indices` on the device, their steps t_int [B] and noise (eps_x [M, 3], eps_h [M, 6])."""
+    def _prepare_host(self, indices: Tensor, step: int) -> tuple[MoleculeBatch, Tensor, Tensor]:
+        """On the CPU: the molecules at `indices`, their steps t_int [B] and noise eps [M, 9]."""
         batch = self.train_set.batch(indices)
         index_list = indices.tolist()
         t_int, eps = per_sample_noise(self.config.train.seed, step, index_list,
                                       [self._num_atoms[i] for i in index_list],
                                       self.config.diffusion.timesteps, batch.x.dtype)  # [B], [M, 9]
+        return batch, t_int, eps
+
+    def prepare_batch(self, indices: Tensor, step: int) -> tuple[MoleculeBatch, Tensor, tuple[Tensor, Tensor]]:
+        """The molecules at `indices` on the device, their steps t_int [B] and noise (eps_x [M, 3], eps_h [M, 6])."""
+        host = self.prefetcher.get(indices, step) if self.prefetcher else self._prepare_host(indices, step)
+        batch, t_int, eps = host
         non_blocking = self.device.type == "cuda"
         batch = batch.to(self.device) if batch.x.device != self.device else batch
         t_int = t_int.to(self.device, non_blocking=non_blocking)  # [B]
         eps = eps.to(self.device, non_blocking=non_blocking)  # [M, 9]
         eps_x = remove_centroid(eps[:, :3], batch.batch, batch.num_molecules)  # [M, 3]
         return batch, t_int, (eps_x, eps[:, 3:])
+
+    def _prefetch_next(self) -> None:
+        """Start preparing the next batch of this epoch in the background (with a prefetcher)."""
+        batches = self._batches(self.epoch)
+        if self.prefetcher is not None and self.batch_in_epoch + 1 < len(batches):
+            self.prefetcher.ahead(shard(batches[self.batch_in_epoch + 1], self.world), self.step + 1)
 
     def train_step(self) -> StepResult:
         """Take one step on the next batch (or skip it if the loss or gradient norm is not finite).
@@ -326,7 +267,8 @@ class Trainer:
         indices, epoch = self.next_indices()  # [B] the global batch
         step = self.step
         batch, t_int, noise = self.prepare_batch(shard(indices, self.world), step)  # this process's B / W molecules
-        lr = self.learning_rate(step)
+        self._prefetch_next()
+        lr = self.lr_schedule(self.molecules)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
@@ -353,9 +295,10 @@ class Trainer:
                 if clipped:
                     scale_gradients(self.parameters, threshold, norm)
             self.optimizer.step()
-            self.ema.update(self.model)
+            self.emas.update(self.model)
             self.consecutive_nonfinite = 0
         self.step, self.batch_in_epoch = step + 1, self.batch_in_epoch + 1
+        self.molecules += len(indices)
         if self.consecutive_nonfinite >= tc.max_consecutive_nonfinite:
             where = f"; the last checkpoint {self.last_path} is intact" if self.last_path.exists() else ""
             raise NonFiniteError(
@@ -393,8 +336,11 @@ class Trainer:
             self._eval_batches = [self.valid_set.batch(chunk) for chunk in torch.split(order, size)]
         return self._eval_batches
 
-    def evaluate(self) -> dict[str, Any] | None:
-        """Validation NLL of the EMA weights on the fixed subset (1 pass, fixed seed); None without a valid set."""
+    def evaluate(self, module: torch.nn.Module | None = None) -> dict[str, Any] | None:
+        """Validation NLL of `module` (default: the primary EMA) on the fixed subset (1 pass, fixed seed).
+
+        None without a validation set.
+        """
         if self.valid_set is None:
             return None
         from molgen.diffusion import LikelihoodError
@@ -402,7 +348,7 @@ class Trainer:
         start = time.perf_counter()
         try:
             estimate = evaluate_nll(
-                self.ema.module, self.schedule, self._validation_batches(),
+                self.ema.module if module is None else module, self.schedule, self._validation_batches(),
                 NodeCountDistribution(self.node_histogram), passes=1, generator=self.config.train.eval_seed,
                 progress=False, device=self.device,
             )
@@ -451,18 +397,13 @@ class Trainer:
 
     def state_dict(self) -> dict[str, Any]:
         """The checkpoint payload (see molgen.train.checkpoint)."""
-        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
-        numpy_state = np.random.get_state()
-        rng["numpy"] = {"key": torch.from_numpy(numpy_state[1].astype(np.int64)), "pos": int(numpy_state[2]),
-                        "has_gauss": int(numpy_state[3]), "gauss": float(numpy_state[4])}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
         return {
             "format_version": CHECKPOINT_FORMAT,
             "molgen_version": __version__,
             "config": self.config.to_dict(),
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict(),
+            "emas": self.emas.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
             "epoch": self.epoch,
@@ -471,22 +412,28 @@ class Trainer:
             "consecutive_nonfinite": self.consecutive_nonfinite,
             "skipped_steps": self.skipped_steps,
             "node_histogram": self.node_histogram.clone(),
-            "rng": rng,
+            "rng": capture_rng(),
             "metrics": [dict(m) for m in self.metrics],
             "best_nll": self.best_nll,
+            "molecules": self.molecules,
+            "rewarmup_start": self.lr_schedule.rewarmup_start,
+            "cooldown_start": self.lr_schedule.cooldown_start,
         }
 
     def load_state_dict(self, payload: dict[str, Any], path: str | Path = "<memory>") -> None:
         """Restore the state saved by `state_dict` (a payload from `load_checkpoint`)."""
         try:
             self.model.load_state_dict(payload["model"])
-            self.ema.load_state_dict(payload["ema"])
+            initialised = self.emas.load_state_dict(payload["emas"])
             self.optimizer.load_state_dict(payload["optimizer"])
         except (RuntimeError, ValueError, KeyError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise CheckpointError(path, f"its weights or optimizer state do not fit this model: {first}") from None
         self.step, self.epoch = int(payload["step"]), int(payload["epoch"])
-        self.batch_in_epoch = int(payload["batch_in_epoch"])
+        self.batch_in_epoch = rescaled_position(payload, self.config.data.batch_size)
+        self.molecules = int(payload["molecules"])
+        self.lr_schedule = build_schedule(self.config.train, self.config.data.batch_size,
+                                          *branch_points(payload, self.config, path))
         self.clipper = AdaptiveClipper(payload["clip_history"])
         self.consecutive_nonfinite = int(payload["consecutive_nonfinite"])
         self.skipped_steps = int(payload["skipped_steps"])
@@ -494,20 +441,9 @@ class Trainer:
         self.metrics = [dict(m) for m in payload["metrics"]]
         self.best_nll = payload["best_nll"]
         self._epoch_cache = None
-        self._restore_rng(payload.get("rng") or {})
-
-    @staticmethod
-    def _restore_rng(rng: dict[str, Any]) -> None:
-        if "torch" in rng:
-            torch.set_rng_state(rng["torch"])
-        if "python" in rng:
-            version, state, gauss = rng["python"]
-            random.setstate((version, tuple(state), gauss))
-        if "numpy" in rng:
-            n = rng["numpy"]
-            np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-        if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        restore_rng(payload.get("rng") or {})
+        if initialised:
+            self._note(f"EMAs {', '.join(initialised)} start as copies of the checkpoint's nearest EMA")
 
     def save_checkpoint(self, path: str | Path | None = None) -> Path:
         """Write the state to `path` (default run_dir/last.pt) atomically."""
@@ -523,6 +459,8 @@ class Trainer:
         payload = load_checkpoint(path)
         differences = check_resume_config(payload, self.config, path)
         self.load_state_dict(payload, path)
+        if self.world.is_main:
+            start_branch(payload, self.config, path)
         return differences
 
     # ------------------------------------------------------------------------------------------ the loop
@@ -539,7 +477,7 @@ class Trainer:
         from tqdm.auto import tqdm
 
         tc = self.config.train
-        max_steps = tc.max_steps if max_steps is None else max_steps
+        max_steps = self._last_step(max_steps)
         main = self.world.is_main
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -600,6 +538,8 @@ class Trainer:
                         copy_checkpoint(self.last_path, self.best_path)
             finally:
                 bar.close()
+                if self.prefetcher is not None:
+                    self.prefetcher.close()
             if window:
                 self._write_train_row(writer, window, log_file)
             self._check_replicas()
@@ -609,10 +549,20 @@ class Trainer:
             self._note(f"interrupted at step {self.step}: state saved to {self.last_path}")
         elif out_of_time:
             self._note(f"time limit of {time_limit:g} s reached at step {self.step}: state saved to {self.last_path}")
+        end = self.lr_schedule.cooldown_end()
+        if main and end is not None and self.molecules >= end and not (self._stop_requested or out_of_time):
+            finish_cooldown(self)
         return RunResult(step=self.step, interrupted=self._stop_requested, checkpoint=self.last_path,
                          best_nll=self.best_nll, metrics=list(self.metrics), out_of_time=out_of_time)
 
     # ------------------------------------------------------------------------------------------ helpers
+
+    def _last_step(self, max_steps: int | None) -> int:
+        """The step to stop at: `max_steps` if given; else where a cooldown branch ends, or train.max_steps."""
+        end = self.lr_schedule.cooldown_end()
+        if end is None or max_steps is not None:
+            return self.config.train.max_steps if max_steps is None else max_steps
+        return self.step + max(-(-(end - self.molecules) // self.config.data.batch_size), 0)  # ceil
 
     def _note(self, message: str) -> None:
         """Tell the user (process 0 only): above the progress bar, else through the log."""
@@ -644,6 +594,10 @@ class Trainer:
         }
         writer.writerow(_formatted(row))
         log_file.flush()
+        if not self.progress and time.monotonic() - self._reported_at >= REPORT_SECONDS:
+            self._reported_at = time.monotonic()
+            self._note(f"step {self.step}: loss {row['loss']:.4f}, {row['mol_per_s']:.0f} molecules/s, "
+                       f"lr {row['lr']:.3g}, {self.molecules:,} molecules seen")
 
     def _open_log(self) -> io.TextIOBase:
         """log.csv, opened for appending, in process 0; elsewhere a sink (only process 0 writes files)."""

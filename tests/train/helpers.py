@@ -15,7 +15,7 @@ TINY_PONITA = {"orientations": 4, "hidden": 8, "layers": 1, "basis_dim": 4, "cha
 
 def tiny_config(run_dir, **train: Any) -> RunConfig:
     """A run of the tiny PONITA on the first 64 training molecules in batches of 16, no evaluations."""
-    values = {"seed": 0, "lr": 1e-3, "ema_decay": 0.9, "max_steps": 6, "checkpoint_every": 1000, "log_every": 1,
+    values = {"seed": 0, "lr": 1e-3, "ema_decays": [0.9], "max_steps": 6, "checkpoint_every": 1000, "log_every": 1,
               "eval_every": 0, "sample_every": 0, "device": "cpu", "threads": 1, "precision": "fp32",
               **train}
     return RunConfig.from_dict({

@@ -55,7 +55,11 @@ def test_overrides():
 @pytest.mark.parametrize("values, field", [
     ({"train": {"lr": -1}}, "train.lr"),
     ({"train": {"lr": "fast"}}, "train.lr"),
-    ({"train": {"ema_decay": 1.0}}, "train.ema_decay"),
+    ({"train": {"ema_decays": [0.999, 1.0]}}, "train.ema_decays"),
+    ({"train": {"ema_decays": [0.999, 0.999]}}, "train.ema_decays"),
+    ({"train": {"warmup_steps": 10, "warmup_molecules": 640}}, "train.warmup_molecules"),
+    ({"train": {"cooldown_molecules": 640, "min_lr": 1e-4, "lr": 1e-4}}, "train.min_lr"),
+    ({"train": {"cooldown_molecules": -1}}, "train.cooldown_molecules"),
     ({"train": {"lr_decay": "linear"}}, "train.lr_decay"),
     ({"train": {"sample_sampler": "ddim"}}, "train.sample_sampler"),
     ({"train": {"device": "gpu"}}, "train.device"),
@@ -90,11 +94,12 @@ def test_file_errors_name_the_file(tmp_path):
 
 def test_shipped_configs_load():
     cpu = load_config(CONFIGS / "qm9_ponita_cpu.yaml")
-    assert "autocast_bf16" not in cpu.model.config and cpu.train.precision == "auto" and cpu.train.lr == 3e-3 and cpu.train.lr_decay == "cosine"
-    assert cpu.train.warmup_steps == 500 and cpu.train.min_lr == 1e-5 and cpu.train.ema_decay == 0.999
+    assert "autocast_bf16" not in cpu.model.config and cpu.train.precision == "auto" and cpu.train.lr == 3e-3 and cpu.train.lr_decay == "none"
+    assert cpu.train.warmup_molecules == 500 * 64 and cpu.train.min_lr == 1e-5
+    assert cpu.train.ema_decays == (0.999, 0.9995, 0.9999) and cpu.train.cooldown_molecules == 0
     gpu = load_config(CONFIGS / "qm9_ponita_gpu.yaml")
     assert PonitaConfig.from_dict(gpu.model.config) == PAPER_SCALE
-    assert (gpu.train.lr, gpu.train.warmup_steps, gpu.train.lr_decay, gpu.train.ema_decay) == (1e-4, 0, "none", 0.9999)
+    assert (gpu.train.lr, gpu.train.warmup_steps, gpu.train.lr_decay, gpu.train.ema_decays) == (1e-4, 0, "none", (0.9999,))
     assert gpu.train.amsgrad and gpu.train.weight_decay == 1e-12 and gpu.data.batch_size == 64
     egnn = load_config(CONFIGS / "qm9_egnn_gpu.yaml")
     assert egnn.model.name == "egnn" and egnn.train == gpu.train

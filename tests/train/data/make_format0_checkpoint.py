@@ -26,7 +26,7 @@ def main() -> None:
     torch.set_num_threads(1)
     smallest = {"orientations": 4, "hidden": 4, "layers": 1, "basis_dim": 2, "channels_per_kernel": 4,
                 "basis_hidden": 2, "degree": 1}
-    config = tiny_config("runs/format0", max_steps=2, ema_decay=0.5).replace(
+    config = tiny_config("runs/format0", max_steps=2, ema_decays=[0.5]).replace(
         {"data.max_train_molecules": None, "data.batch_size": 8, "model.config": smallest})
     trainer = Trainer(config, ToyMolecules(32))
     for _ in range(2):

@@ -1,0 +1,124 @@
+"""What each training step trains on: the batch order, each molecule's t and noise, and the next batch prepared
+in the background.
+
+Every molecule's randomness at a step comes from a generator seeded by (run seed, step, dataset index), so a
+batch and its noise depend on nothing else: they can be prepared ahead on another thread (`Prefetcher`, which
+overlaps this CPU work with the step on a GPU) and give the same bits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from molgen.data.batch import MoleculeBatch
+from molgen.diffusion.process import STATE_DIM
+
+_MASK64 = (1 << 64) - 1
+
+
+def _mix64(z: int) -> int:
+    """SplitMix64's finaliser: a bijective 64-bit mix."""
+    z = (z + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def sample_seed(seed: int, step: int, index: int) -> int:
+    """The 63-bit seed of one molecule's randomness at one step: a hash of (run seed, step, dataset index)."""
+    return _mix64(_mix64(_mix64(seed & _MASK64) ^ (step & _MASK64)) ^ (index & _MASK64)) >> 1
+
+
+def per_sample_noise(
+    seed: int, step: int, indices: Sequence[int], num_atoms: Sequence[int], timesteps: int,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[Tensor, Tensor]:
+    """Each molecule's t ~ U{0..T} and its noise eps ~ N(0, I) [N, 9], from its own generator.
+
+    The generator of molecule `index` at `step` is seeded with `sample_seed(seed, step, index)` and draws t, then
+    eps, so a molecule's randomness depends on nothing else (not the batch, its position in it, or the process).
+    Returns t_int int64 [B] and eps [M, 9] on the CPU (the positions' part is not yet centroid-free).
+    """
+    generator = torch.Generator()
+    steps, noises = [], []
+    for index, n in zip(indices, num_atoms):
+        generator.manual_seed(sample_seed(seed, step, index))
+        steps.append(torch.randint(0, timesteps + 1, (1,), generator=generator))  # [1]
+        noises.append(torch.randn(n, STATE_DIM, generator=generator, dtype=dtype))  # [N, 9]
+    return torch.cat(steps), torch.cat(noises)  # [B], [M, 9]
+
+
+class FirstMolecules:
+    """The first `count` molecules of a data set (same indices, so the same per-molecule randomness)."""
+
+    def __init__(self, dataset, count: int) -> None:
+        self.dataset, self.count = dataset, min(count, len(dataset))
+        self.num_atoms = dataset.num_atoms[: self.count]  # [count]
+
+    def __len__(self) -> int:
+        return self.count
+
+    def batch(self, indices) -> MoleculeBatch:
+        return self.dataset.batch(indices)
+
+
+class RandomBatchSampler:
+    """Uniformly random batches (no size bucketing); epoch e's order from (seed, e), the last partial batch dropped."""
+
+    def __init__(self, num_atoms: Tensor, batch_size: int, seed: int = 0) -> None:
+        self.size, self.batch_size, self.seed = len(num_atoms), batch_size, seed
+
+    def __len__(self) -> int:
+        return self.size // self.batch_size
+
+    def epoch(self, epoch: int) -> list[Tensor]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        order = torch.randperm(self.size, generator=generator)  # [D]
+        return list(torch.split(order[: len(self) * self.batch_size], self.batch_size))
+
+
+def rescaled_position(payload: dict[str, Any], batch_size: int) -> int:
+    """A checkpoint's position in its epoch (`batch_in_epoch`) in batches of `batch_size` molecules.
+
+    A run resumed with another batch size keeps the fraction of the epoch it had done (the batches themselves
+    differ, so this is where the exact replay of the data ends).
+    """
+    stored = int(payload["config"]["data"]["batch_size"])
+    return int(payload["batch_in_epoch"]) * stored // batch_size
+
+
+class Prefetcher:
+    """Runs `prepare(indices, step)` for the next step on a background thread while the current step trains.
+
+    `get` returns the prepared result when it was prepared for the same step and indices, else prepares now.
+    """
+
+    def __init__(self, prepare: Callable[[Tensor, int], Any]) -> None:
+        self.prepare = prepare
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: tuple[int, Tensor, Future] | None = None
+
+    def get(self, indices: Tensor, step: int) -> Any:
+        """The prepared (or freshly prepared) result for `indices` at `step`."""
+        pending, self._pending = self._pending, None
+        if pending is not None and pending[0] == step and torch.equal(pending[1], indices):
+            return pending[2].result()
+        return self.prepare(indices, step)
+
+    def ahead(self, indices: Tensor, step: int) -> None:
+        """Start preparing `indices` for `step` in the background."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="molgen-prefetch")
+        self._pending = (step, indices, self._pool.submit(self.prepare, indices, step))
+
+    def close(self) -> None:
+        """Drop pending work and stop the thread."""
+        self._pending = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
