@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from molgen.config import load_config
 from molgen.data.export import export_splits
@@ -58,21 +59,36 @@ def segment(machine: dict[str, Path], out: Path, *extra: str) -> subprocess.Comp
     return result
 
 
+def joined(out: Path, name: str) -> Path:
+    """A file that gpu_train.sh split into parts, joined again."""
+    parts = sorted(out.glob(f"{name}.part-*"))
+    assert len(parts) >= 2, name
+    target = out.parent / name
+    target.write_bytes(b"".join(p.read_bytes() for p in parts))
+    return target
+
+
 def test_time_boxed_segments_resume(machine, tmp_path):
-    first = segment(machine, tmp_path / "out1")
+    first = segment(machine, tmp_path / "out1", "--cooldown-share", "0")
     assert "a new run" in first.stdout and "time limit reached at step" in first.stdout
     step = load_checkpoint(tmp_path / "out1" / "last.pt")["step"]
     assert step > 0 and {p.name for p in (tmp_path / "out1").iterdir()} == {"last.pt", "best.pt", "log.csv",
                                                                              "config.json"}
 
-    second = segment(machine, tmp_path / "out2", "--max-file-size", "20K")  # resumes the run folder's last.pt
+    # the GPU rehearsal: resume the run folder's last.pt at another batch size with a re-warm-up, then cool down
+    out = tmp_path / "out2"
+    second = segment(machine, out, "--max-file-size", "20K", "--batch", "32", "--cooldown-share", "0.4")
     assert f"resuming from {tmp_path / 'run' / 'last.pt'} at step {step}" in second.stdout
-    parts = sorted((tmp_path / "out2").glob("last.pt.part-*"))
-    assert len(parts) >= 2 and all(p.stat().st_size <= 20 * 1024 for p in parts)
-    joined = tmp_path / "joined.pt"
-    joined.write_bytes(b"".join(p.read_bytes() for p in parts))
-    assert joined.read_bytes() == (tmp_path / "run" / "last.pt").read_bytes()
-    assert load_checkpoint(joined)["step"] > step
+    assert "molecules/s" in second.stdout and "cooldown branch:" in second.stdout and "shipped:" in second.stdout
+    assert all(p.stat().st_size <= 20 * 1024 for p in out.iterdir())
+    last = joined(out, "last.pt")
+    assert last.read_bytes() == (tmp_path / "run" / "last.pt").read_bytes()
+    main = load_checkpoint(last)
+    assert main["step"] > step and main["config"]["data"]["batch_size"] == 32 and main["rewarmup_start"] is not None
+    shipped = load_checkpoint(joined(out, "shipped.pt"))
+    assert shipped["step"] == main["step"] and shipped["cooldown_start"] is None  # the main branch, resumable
+    report = json.loads((out / "shipped.json").read_text())
+    assert report["branch_start_molecules"] == main["molecules"] and (out / "cooldown_log.csv").exists()
 
     bad = subprocess.run(["bash", str(SCRIPT), "--data", str(tmp_path / "none.npz")], capture_output=True, text=True,
                          check=False)
@@ -89,3 +105,16 @@ def test_gpu_config_scales_the_cpu_recipe():
     assert gpu.model.name == "ponita" and gpu.model.config["channels_per_kernel"] == 1
     parameters = sum(p.numel() for p in gpu.model.build().parameters())
     assert 20 * parameters < 15 * 2**20  # weights, EMA and three AdamW (amsgrad) tensors in float32 < 16 MiB
+
+
+def test_benchmark_table(qm9_splits, tmp_path):
+    from molgen.data.stats import node_count_histogram
+    from molgen.train.bench import benchmark, format_table
+
+    config = tiny_config(tmp_path / "bench", threads=1)
+    rows = benchmark(config, qm9_splits["train"], node_count_histogram(qm9_splits["train"]), [8, 16], 2, 0.2)
+    assert [(r.model, r.batch_size) for r in rows] == [("ponita", 8), ("ponita", 16), ("egnn", 2)]
+    assert all(r.steps >= 1 and r.molecules_per_s > 0 and r.peak_memory_mib > 0 for r in rows)
+    table = format_table(rows, torch.device("cpu"))
+    assert table.startswith("device: CPU") and "| egnn | 5,339,920 | 2 | fp32 |" in table
+    assert not (tmp_path / "bench").exists()  # the benchmark writes nothing
