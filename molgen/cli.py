@@ -12,6 +12,7 @@ from pathlib import Path
 from molgen import __version__
 from molgen.cli_sampling import add_checkpoint_arguments, add_sample_parser, evaluate_checkpoint, sample_command
 from molgen.errors import MolgenError
+from molgen.outputs import check_output_file, check_output_folder, writing
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -90,11 +91,14 @@ def _prepare(args: argparse.Namespace) -> None:
     from molgen.data.stats import atom_type_counts, node_count_histogram
     from molgen.elements import ELEMENTS
 
-    if args.rebuild:
-        from molgen.data.qm9 import load_qm9_arrays
+    folder = cache_path(args.cache_dir).parent
+    check_output_folder(folder)
+    with writing(folder):
+        if args.rebuild:
+            from molgen.data.qm9 import load_qm9_arrays
 
-        load_qm9_arrays(args.cache_dir, rebuild=True)
-    splits = load_splits(args.cache_dir)
+            load_qm9_arrays(args.cache_dir, rebuild=True)
+        splits = load_splits(args.cache_dir)
     print(f"QM9 cache: {cache_path(args.cache_dir)}")
     print("split sizes: " + ", ".join(f"{name} {len(ds):,}" for name, ds in splits.items()))
     histogram = node_count_histogram(splits["train"])
@@ -109,7 +113,10 @@ def _export(args: argparse.Namespace) -> None:
     from molgen.data.export import export_splits
     from molgen.data.qm9 import load_splits
 
-    counts = export_splits(args.path, load_splits(args.cache_dir), args.max_molecules)
+    check_output_file(args.path)
+    splits = load_splits(args.cache_dir)
+    with writing(args.path):
+        counts = export_splits(args.path, splits, args.max_molecules)
     print(f"wrote {args.path} ({args.path.stat().st_size / 2**20:.1f} MiB): train {counts['train']:,} and valid "
           f"{counts['valid']:,} molecules")
 
@@ -140,6 +147,8 @@ def _evaluate(args: argparse.Namespace) -> None:
 
     if (bool(args.files) + bool(args.qm9_split) + (args.checkpoint is not None)) != 1:
         raise MolgenError("give molecule files, --qm9-split or --checkpoint: exactly one of them")
+    if args.json is not None:
+        check_output_file(args.json)
     if args.checkpoint is not None:
         evaluate_checkpoint(args, lambda: _training_smiles(args))
         return
@@ -157,7 +166,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     if args.json is not None:
         from molgen.atomic import atomic_write
 
-        with atomic_write(args.json) as handle:
+        with writing(args.json), atomic_write(args.json) as handle:
             json.dump({"source": source, **metrics.to_dict()}, handle, indent=2)
         print(f"metrics written to {args.json}")
 
@@ -184,6 +193,7 @@ def _train(args: argparse.Namespace) -> None:
                           "another --run-dir")
     if args.time_limit is not None and not args.time_limit > 0:
         raise MolgenError(f"--time-limit must be a number of seconds > 0, got {args.time_limit}")
+    check_output_folder(run_dir)
 
     from molgen.train.distributed import World, process_group
     from molgen.device import resolve_device
@@ -226,7 +236,8 @@ def _train_process(args: argparse.Namespace, config, world, resume: Path | None)
     say(f"{config.model.name}: {parameters:,} parameters on {describe_compute(trainer.device, trainer.precision)}"
         f"{processes}; run folder "
         f"{config.run_dir}; {len(trainer.train_set):,} training molecules, batch {config.data.batch_size}")
-    result = trainer.run(time_limit=args.time_limit)
+    with writing(config.run_dir):
+        result = trainer.run(time_limit=args.time_limit)
     if result.interrupted:
         say(f"stopped at step {result.step:,}, state saved to {result.checkpoint}; continue with the same command "
             "and --resume")
