@@ -65,3 +65,14 @@ def test_data_prepare_prints_statistics(qm9_cache_dir, capsys):
     assert main(["data", "prepare", "--cache-dir", str(qm9_cache_dir)]) == 0
     printed = capsys.readouterr().out
     assert "train 100,000, valid 17,748, test 13,083" in printed and "F 2,323 (0.13%)" in printed
+
+
+def test_sdf_with_fewer_atoms_than_its_counts_line_names_the_atom_count(tmp_path, capsys):
+    short = tmp_path / "short.sdf"
+    short.write_text("water\n  molgen\n\n  3  1  0  0  0  0  0  0  0  0999 V2000\n"
+                     "    0.0000    0.0000    0.0000 O   0  0  0  0  0  0  0  0  0  0  0  0\n"
+                     "    0.9572    0.0000    0.0000 H   0  0  0  0  0  0  0  0  0  0  0  0\n"
+                     "  1  2  1  0\nM  END\n$$$$\n")
+    assert main(["evaluate", str(short), "--novelty", "no"]) == 2
+    assert capsys.readouterr().err == (f"molgen: error: {short}, line 4: the counts line says 3 atoms but only 2 "
+                                       "atom lines follow (line 7 is a bond line)\n")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -311,9 +311,11 @@ def _read_sdf_record(path: PathLike, lines: list[str], start: int, end: int) -> 
         raise MoleculeFileError(path, start + 1, "the record ends before its counts line (its 4th line)")
     atom_count, bond_count = _parse_counts_line(path, counts + 1, lines[counts])
     first_atom, first_bond = counts + 1, counts + 1 + atom_count
-    present = _block_length(lines, first_atom, end, atom_count)
+    present = _block_length(lines, first_atom, end, atom_count, stop=_is_bond_line)
     if present < atom_count:
         problem = f"the counts line says {atom_count} atoms but {_only_follow(present, 'atom')}"
+        if first_atom + present < end and _is_bond_line(lines[first_atom + present]):
+            problem += f" (line {first_atom + present + 1} is a bond line)"
         raise MoleculeFileError(path, counts + 1, problem)
     positions, atom_types = [], []
     for index in range(first_atom, first_bond):
@@ -341,12 +343,24 @@ def _parse_counts_line(path: PathLike, lineno: int, line: str) -> tuple[int, int
     return atom_count, bond_count
 
 
-def _block_length(lines: list[str], first: int, end: int, count: int) -> int:
-    """How many of `count` block lines from lines[first] come before the record's end or its `M  ` lines."""
+def _block_length(
+    lines: list[str], first: int, end: int, count: int, stop: Callable[[str], bool] = lambda line: False
+) -> int:
+    """How many of `count` block lines from lines[first] come before the record's end, its `M  ` lines or a line
+    for which `stop` is true."""
     present = 0
-    while present < count and first + present < end and not lines[first + present].startswith("M  "):
+    while (present < count and first + present < end and not lines[first + present].startswith("M  ")
+           and not stop(lines[first + present])):
         present += 1
     return present
+
+
+_BOND_LINE = re.compile(r"\s*\d+(\s+\d+){2,6}\s*")  # 3 to 7 integer fields, no coordinates
+
+
+def _is_bond_line(line: str) -> bool:
+    """Whether a line looks like a V2000 bond line (`111222tttsss...`: integers only) rather than an atom line."""
+    return _BOND_LINE.fullmatch(line) is not None
 
 
 def _parse_sdf_atom(path: PathLike, lineno: int, line: str) -> tuple[int, list[float]]:

@@ -323,7 +323,7 @@ SDF_EDITS = [
     (4, counts_line("  0", "  5"), 4, "a positive integer), found '0'"),
     (4, counts_line("  6", "  x"), 4, "expected a bond count in columns 4-6"),
     (4, "  0  0  0     0  0            999 V3000", 4, "V3000 is not supported"),
-    (4, counts_line("  7", "  5"), 11, "the atom line is too short"),  # the first bond line read as atom 7
+    (4, counts_line("  7", "  5"), 4, "the counts line says 7 atoms but only 6 atom lines follow (line"),
     (4, counts_line("  6", "  6"), 4, "the counts line says 6 bonds but only 5 bond lines follow"),
     (12, None, 4, "the counts line says 5 bonds but only 4 bond lines follow"),
     (16, "M  CHG  0", 4, "no 'M  END' line"),
