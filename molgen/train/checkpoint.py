@@ -26,6 +26,7 @@ choice; format 2: one EMA, decay per step, schedules in steps). Files are read w
 
 from __future__ import annotations
 
+import pickle
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -124,6 +125,12 @@ MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
 """MIGRATIONS[v] turns a format-v payload into format v + 1."""
 
 
+def _is_zip_archive(path: Path) -> bool:
+    """Whether the file starts as a zip archive does (torch.save's format since PyTorch 1.6)."""
+    with open(path, "rb") as handle:
+        return handle.read(4) == b"PK\x03\x04"
+
+
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
@@ -139,8 +146,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise CheckpointError(path, "no such file")
     try:
+        if not _is_zip_archive(path):
+            raise CheckpointError(path, "not a molgen checkpoint (not a file that torch.save writes)")
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # noqa: BLE001 (zip, pickle and EOF errors of a damaged file all mean the same)
+    except pickle.UnpicklingError:
+        raise CheckpointError(path, "not a molgen checkpoint (it holds Python objects besides tensors and plain "
+                                    "data, which a molgen checkpoint never does)") from None
+    except CheckpointError:
+        raise
+    except Exception as err:  # noqa: BLE001 (zip and EOF errors of a damaged file all mean the same)
         raise CheckpointError(path, f"cannot be read (truncated or corrupt file?): {_first_line(err)}") from None
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise CheckpointError(path, "not a molgen training checkpoint (no format_version entry)")

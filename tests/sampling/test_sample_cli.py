@@ -150,12 +150,18 @@ def test_bad_checkpoints_are_one_line_errors(checkpoint, tmp_path, capsys):
     newer = tmp_path / "newer.pt"
     payload = torch.load(checkpoint, weights_only=True)
     torch.save({**payload, "format_version": 99}, newer)
+    random_bytes = tmp_path / "random.pt"
+    random_bytes.write_bytes(np.random.default_rng(0).bytes(4096))
+    pickled_module = tmp_path / "module.pt"
+    torch.save(torch.nn.Linear(2, 2), pickled_module)
     cases = [(tmp_path / "missing.pt", "no such file"), (truncated, "truncated or corrupt"),
-             (newer, "newer than this molgen reads")]
+             (newer, "newer than this molgen reads"), (random_bytes, "not a molgen checkpoint"),
+             (pickled_module, "not a molgen checkpoint")]
     for path, message in cases:
         out = tmp_path / "out"
         assert main(["sample", "--checkpoint", str(path), "--out", str(out), "--no-progress"]) == 2
-        assert message in _one_line_error(capsys)
+        err = _one_line_error(capsys)
+        assert message in err and "weights_only" not in err
         assert main(["evaluate", "--checkpoint", str(path), "--novelty", "no", "--no-progress"]) == 2
         assert message in _one_line_error(capsys)
         assert not out.exists()
