@@ -120,3 +120,20 @@ def test_prefetched_batches_give_the_same_weights(qm9_splits, tmp_path):
     assert ahead.prefetcher is not None and plain.prefetcher is None
     assert_same_state(plain.model.state_dict(), ahead.model.state_dict())
     assert_same_state(plain.emas.state_dict(), ahead.emas.state_dict())
+
+
+def test_the_shipped_checkpoint_resumes_as_the_main_branch(qm9_splits, tmp_path):
+    from pathlib import Path
+
+    from molgen.config import load_config
+
+    root = Path(__file__).resolve().parents[2]
+    payload = load_checkpoint(root / "checkpoints" / "qm9_ponita_cpu.pt")  # older files migrate on load
+    assert payload["molecules"] >= payload["step"] > 0 and payload["cooldown_start"] is None
+    config = load_config(root / "configs" / "qm9_ponita_cpu.yaml").replace(
+        {"run_dir": str(tmp_path), "data.max_train_molecules": 64, "train.threads": 1})
+    trainer = Trainer(config, qm9_splits["train"], node_histogram=node_count_histogram(qm9_splits["train"]))
+    trainer.load_state_dict(payload)
+    assert set(trainer.emas.averages) == {"0.999", "0.9995", "0.9999"} and trainer.step == payload["step"]
+    assert trainer.lr_schedule(trainer.molecules) == config.train.lr  # the main branch: constant at the peak
+    assert trainer.lr_schedule.cooldown_start is None
