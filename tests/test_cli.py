@@ -76,3 +76,19 @@ def test_sdf_with_fewer_atoms_than_its_counts_line_names_the_atom_count(tmp_path
     assert main(["evaluate", str(short), "--novelty", "no"]) == 2
     assert capsys.readouterr().err == (f"molgen: error: {short}, line 4: the counts line says 3 atoms but only 2 "
                                        "atom lines follow (line 7 is a bond line)\n")
+
+
+def test_first_use_says_what_it_builds(qm9_arrays, tmp_path, monkeypatch, capsys):
+    import molgen.chem.metrics
+    import molgen.data.qm9
+
+    monkeypatch.setattr(molgen.data.qm9, "read_qm9_csvs", lambda paths, progress=True: qm9_arrays)
+    monkeypatch.setattr(molgen.chem.metrics, "training_smiles", lambda molecules, progress=False: {"O"})
+    write_molecules(tmp_path / "water.xyz", [WATER])
+    cache = tmp_path / "empty-cache"
+    assert main(["evaluate", str(tmp_path / "water.xyz"), "--cache-dir", str(cache)]) == 0
+    err = capsys.readouterr().err
+    assert f"building the QM9 cache {cache / 'qm9_v1.npz'}" in err
+    assert "computing EDM's training SMILES for novelty" in err
+    assert main(["evaluate", str(tmp_path / "water.xyz"), "--cache-dir", str(cache)]) == 0
+    assert "building" not in capsys.readouterr().err  # once

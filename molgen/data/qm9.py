@@ -241,6 +241,8 @@ def load_qm9_arrays(directory: Path | None = None, rebuild: bool = False, progre
         if arrays is None:
             if sources is None:
                 raise DataError(f"the QM9 cache {path} is unusable and qm9pack is not installed to rebuild it")
+            if progress:
+                print(f"building the QM9 cache {path} from the qm9pack CSVs (once)", file=sys.stderr)
             arrays = read_qm9_csvs(sources, progress=progress)
             _write_cache(path, arrays, fingerprint)
     return arrays

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
 
 import torch
@@ -34,6 +35,8 @@ def training_smiles(dataset: QM9Dataset, directory: Path | None = None, progress
         header, *smiles = path.read_text().splitlines()
         if header == key:
             return set(smiles)
+    if progress:
+        print(f"computing EDM's training SMILES for novelty, cached as {path} (once)", file=sys.stderr)
     smiles = compute(dataset.molecules(), progress=progress)
     with atomic_write(path) as handle:
         handle.write("\n".join([key, *sorted(smiles)]) + "\n")
