@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from molgen import __version__
+from molgen.cli_help import HelpFormatter
 from molgen.cli_sampling import add_checkpoint_arguments, add_sample_parser, evaluate_checkpoint, sample_command
 from molgen.errors import MolgenError
 from molgen.outputs import check_output_file, check_output_folder, writing
@@ -19,22 +20,22 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="molgen",
         description="3D molecule generation with E(3) equivariant diffusion (EDM) on QM9.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"molgen {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     data = commands.add_parser("data", help="prepare and describe the QM9 data (EDM's split)",
-                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                               formatter_class=HelpFormatter)
     data_commands = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     prepare = data_commands.add_parser("prepare", help="parse the qm9pack CSVs into the cache and print statistics",
-                                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                       formatter_class=HelpFormatter)
     prepare.add_argument("--rebuild", action="store_true", help="rebuild the cache even if it is intact")
     prepare.add_argument("--cache-dir", type=Path, default=None,
                          help="cache folder (default: $MOLGEN_CACHE_DIR or ~/.cache/molgen)")
     export = data_commands.add_parser(
         "export", help="write the train and valid splits as one compact file that `molgen train --data` reads "
-                       "without qm9pack", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       "without qm9pack", formatter_class=HelpFormatter)
     export.add_argument("path", type=Path, help="the .npz file to write (e.g. exports/qm9_train_valid.npz)")
     export.add_argument("--max-molecules", type=int, default=None, metavar="N",
                         help="only the first N molecules of each split (small test runs)")
@@ -45,9 +46,9 @@ def _parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser(
         "evaluate", help="score molecules (XYZ/SDF files, a QM9 split, or samples of a checkpoint) with EDM's metrics",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         description="Atom and molecule stability, RDKit validity, uniqueness and novelty exactly as EDM defines them. "
-                    "With --checkpoint: EDM's protocol on N samples (95%% confidence intervals) and the test-split "
+                    "With --checkpoint: EDM's protocol on N samples (95% confidence intervals) and the test-split "
                     "NLL of the EMA weights.",
     )
     evaluate.add_argument("files", nargs="*", type=Path, help="XYZ or SDF files of molecules")
@@ -61,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser(
         "train", help="train a denoiser with EDM's diffusion on QM9 (resumable)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         description="Train from a YAML/JSON run config (see configs/). Writes RUN_DIR/config.json, log.csv, last.pt "
                     "(every train.checkpoint_every steps, at the end and on Ctrl-C/SIGTERM) and best.pt (lowest "
                     "validation NLL of the EMA weights).",

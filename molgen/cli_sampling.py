@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+from molgen.cli_help import HelpFormatter
 from molgen.errors import DataError, MolgenError
 from molgen.evaluation import intervals
 from molgen.precision import PRECISIONS
@@ -62,7 +63,7 @@ def add_sample_parser(commands: argparse._SubParsersAction) -> None:
     """`molgen sample`."""
     parser = commands.add_parser(
         "sample", help="sample molecules from a checkpoint (default: the shipped QM9 model)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         description="Sample 3D molecules and write OUT/molecules.sdf (with EDM's bonds), OUT/molecules.xyz, "
                     "OUT/grid.png (2D depictions labelled with SMILES, stable molecules framed) and OUT/summary.json; "
                     "with --chain also the denoising chain of the first molecule as OUT/chain.png and OUT/chain.gif.",

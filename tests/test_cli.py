@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from molgen.chem.io import write_molecules
 from molgen.cli import main
@@ -65,6 +66,19 @@ def test_data_prepare_prints_statistics(qm9_cache_dir, capsys):
     assert main(["data", "prepare", "--cache-dir", str(qm9_cache_dir)]) == 0
     printed = capsys.readouterr().out
     assert "train 100,000, valid 17,748, test 13,083" in printed and "F 2,323 (0.13%)" in printed
+
+
+def test_help_shows_each_default_once(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "200")  # one line per option
+    texts = {}
+    for command in ("data prepare", "data export", "sample", "evaluate", "train"):
+        with pytest.raises(SystemExit):
+            main([*command.split(), "--help"])
+        texts[command] = capsys.readouterr().out
+        assert "(default: None)" not in texts[command] and "%%" not in texts[command], command
+        assert not [line for line in texts[command].splitlines() if line.count("default") > 1], command
+    assert "95% confidence intervals" in texts["evaluate"]
+    assert "(default: ancestral 100, heun 20)" in texts["sample"]
 
 
 def test_sdf_with_fewer_atoms_than_its_counts_line_names_the_atom_count(tmp_path, capsys):
