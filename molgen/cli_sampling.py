@@ -78,6 +78,12 @@ def add_sample_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--grid", type=_non_negative, default=24, help="molecules in grid.png (0: no picture)")
     parser.add_argument("--chain", action="store_true", help="also draw the first molecule's denoising chain")
     parser.add_argument("--chain-frames", type=_positive, default=10, help="frames of the chain (with --chain)")
+    parser.add_argument("--fix", type=Path, default=None, metavar="FRAGMENT",
+                        help="grow every molecule around this fragment (.xyz or .sdf, one molecule): its atoms come "
+                             "first, in its order and coordinate frame; the atom count is drawn from the training "
+                             "histogram above the fragment's size unless --num-atoms is given (ancestral sampler only)")
+    parser.add_argument("--resample", type=_non_negative, default=0,
+                        help="with --fix: RePaint round trips per step (each costs one more network call per step)")
 
 
 def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,18 +100,22 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
 def _settings(args: argparse.Namespace) -> SampleSettings:
     return SampleSettings(num_molecules=args.num_molecules, sampler=args.sampler, steps=args.steps, seed=args.seed,
                           num_atoms=getattr(args, "num_atoms", None), batch_size=args.batch_size, device=args.device,
-                          use_ema=not args.raw_weights, precision=args.precision, threads=args.threads)
+                          use_ema=not args.raw_weights, precision=args.precision, threads=args.threads,
+                          resample=getattr(args, "resample", 0))
 
 
 def _sampled(args: argparse.Namespace, chain_frames: int = 0):
     """Load the checkpoint and sample as the arguments say; returns (LoadedModel, Samples)."""
+    from molgen.fragment import load_fragment
     from molgen.sampling import default_checkpoint, generate, load_model
 
     settings = _settings(args)
     settings.check()
+    fragment = load_fragment(args.fix) if getattr(args, "fix", None) is not None else None
     loaded = load_model(args.checkpoint, settings)
     path = args.checkpoint if args.checkpoint is not None else default_checkpoint()
-    return loaded, generate(loaded, settings, path, progress=not args.no_progress, chain_frames=chain_frames)
+    return loaded, generate(loaded, settings, path, progress=not args.no_progress, chain_frames=chain_frames,
+                            fragment=fragment)
 
 
 def _describe(samples) -> str:
@@ -133,7 +143,8 @@ def sample_command(args: argparse.Namespace) -> None:
     if args.grid:
         files.append(out / "grid.png")
         shown = slice(0, args.grid)
-        _write_step(lambda: draw_grid(files[-1], samples.molecules[shown], checks[shown], GRID_COLUMNS))
+        fixed_atoms = samples.fragment.num_atoms if samples.fragment is not None else 0
+        _write_step(lambda: draw_grid(files[-1], samples.molecules[shown], checks[shown], GRID_COLUMNS, fixed_atoms))
     if args.chain:
         frames = [(frame.positions, frame.atom_types) for frame in samples.chain]
         for name in ("chain.png", "chain.gif"):
@@ -142,6 +153,8 @@ def sample_command(args: argparse.Namespace) -> None:
     summary = {"checkpoint": str(samples.checkpoint), "checkpoint_step": samples.checkpoint_step,
                "settings": asdict(samples.settings), "seconds": samples.seconds, "compute": samples.compute,
                "files": [str(f) for f in files], **metrics.to_dict()}
+    if samples.fragment is not None:
+        summary["fixed"] = {"fragment": str(args.fix), "atoms": samples.fragment.num_atoms}
     files.append(out / "summary.json")
     _write_step(lambda: _write_json(files[-1], summary))
     print(_describe(samples))

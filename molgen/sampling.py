@@ -28,6 +28,7 @@ from molgen.diffusion import sample
 from molgen.diffusion.process import state_to_batch
 from molgen.diffusion.samplers import StepInfo
 from molgen.errors import MolgenError
+from molgen.fragment import FixedSource, Fragment, check_fragment, fragment_atom_counts, load_fragment, sample_around
 from molgen.precision import check_precision, describe_compute, model_precision, resolve_precision, set_precision
 from molgen.threads import configure_threads
 from molgen.train.checkpoint import LoadedModel, load_denoiser
@@ -64,6 +65,7 @@ class SampleSettings:
     use_ema: bool = True
     precision: str = "auto"
     threads: int | None = None
+    resample: int = 0  # RePaint round trips per step around a fixed fragment
 
     @property
     def resolved_steps(self) -> int:
@@ -114,6 +116,7 @@ class Samples:
     seconds: float
     chain: list[ChainFrame] = field(default_factory=list)
     compute: str = ""  # the hardware, threads and precision used, e.g. "cpu (AVX2), 2 threads, fp32"
+    fragment: Fragment | None = None  # the fixed atoms: the first K of every molecule, in the fragment's frame
 
     @property
     def seconds_per_molecule(self) -> float:
@@ -191,16 +194,20 @@ def generate(
     checkpoint: Path,
     progress: bool = True,
     chain_frames: int = 0,
+    fragment: Fragment | None = None,
 ) -> Samples:
     """Sample `settings.num_molecules` molecules from a loaded checkpoint; SamplingError names a failing step.
 
     With chain_frames > 0 the first batch's first molecule also has its denoising chain recorded (the final
     molecule is the last frame).
+    With a fragment every molecule is sampled around it (`molgen.fragment`).
     """
     settings.check(loaded.schedule.timesteps)
     device = loaded.schedule.gamma_table.device
     generator = torch.Generator(device).manual_seed(settings.seed)
-    counts = atom_counts(loaded, settings, generator)  # [B]
+    check_fragment(fragment, settings, loaded.node_distribution)
+    counts = (atom_counts(loaded, settings, generator) if fragment is None
+              else fragment_atom_counts(loaded.node_distribution, fragment, settings, generator))  # [B]
     batches = size_batches(counts, settings.batch_size)
     molecules: list[Molecule | None] = [None] * len(counts)
     recorder = _ChainRecorder(chain_frames) if chain_frames > 0 else None
@@ -216,8 +223,11 @@ def generate(
                 if record is not None:
                     record(info)
 
-            batch = sample(loaded.model, loaded.schedule, counts[indices], sampler=settings.sampler,
-                           steps=settings.resolved_steps, generator=generator, callback=callback, device=device)
+            if fragment is None:
+                batch = sample(loaded.model, loaded.schedule, counts[indices], sampler=settings.sampler,
+                               steps=settings.resolved_steps, generator=generator, callback=callback, device=device)
+            else:
+                batch = sample_around(loaded, fragment, counts[indices], settings, generator, callback, device)
             for index, molecule in zip(indices.tolist(), batch.molecules()):
                 molecules[index] = molecule
             bar.set_postfix(molecules=f"{sum(len(b) for b in batches[:number + 1])}/{len(counts)}")
@@ -227,7 +237,8 @@ def generate(
         first = int(batches[0][0])
         chain = recorder.kept + [ChainFrame(0.0, *molecules[first])]
     return Samples(molecules=molecules, settings=settings, checkpoint=checkpoint, checkpoint_step=loaded.step,
-                   seconds=seconds, chain=chain, compute=describe_compute(device, model_precision(loaded.model)))
+                   seconds=seconds, chain=chain, compute=describe_compute(device, model_precision(loaded.model)),
+                   fragment=fragment)
 
 
 def sample_molecules(
@@ -245,14 +256,21 @@ def sample_molecules(
     threads: int | None = None,
     progress: bool = False,
     chain_frames: int = 0,
+    fixed: FixedSource | None = None,
+    resample: int = 0,
 ) -> Samples:
-    """Load a checkpoint (default: the shipped one) and sample molecules; see `SampleSettings` for the arguments."""
+    """Load a checkpoint (default: the shipped one) and sample molecules; see `SampleSettings` for the arguments.
+
+    fixed: a fragment file (.xyz/.sdf, one molecule) or (positions [K, 3] Å, atom types [K]): every molecule's
+    first K atoms are the fragment's, in its frame (`molgen.fragment`); resample: RePaint round trips per step.
+    """
     settings = SampleSettings(num_molecules=num_molecules, sampler=sampler, steps=steps, seed=seed,
                               num_atoms=num_atoms, batch_size=batch_size, device=device, use_ema=use_ema,
-                              precision=precision, threads=threads)
+                              precision=precision, threads=threads, resample=resample)
     settings.check()
+    fragment = load_fragment(fixed) if fixed is not None else None
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
-    return generate(load_model(checkpoint, settings), settings, path, progress, chain_frames)
+    return generate(load_model(checkpoint, settings), settings, path, progress, chain_frames, fragment)
 
 
 def chain_labels(frames: Sequence[ChainFrame]) -> list[str]:

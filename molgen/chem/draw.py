@@ -25,6 +25,7 @@ from molgen.chem.metrics import (
 )
 
 PANEL = (250, 200)  # pixels per molecule (width, height)
+FIXED_PROP = "molgen_fixed"  # marks an atom of a fixed fragment; survives hydrogen and fragment removal
 
 
 def molecule_to_rdkit(positions: np.ndarray, atom_types: np.ndarray) -> Chem.Mol:
@@ -44,9 +45,14 @@ def molecule_to_rdkit(positions: np.ndarray, atom_types: np.ndarray) -> Chem.Mol
     return mol.GetMol()
 
 
-def _depiction(positions: np.ndarray, atom_types: np.ndarray, check: MoleculeCheck) -> Chem.Mol:
-    """A 2D depiction: the valid molecule's largest fragment without hydrogens, else all atoms unsanitised."""
+def _depiction(positions: np.ndarray, atom_types: np.ndarray, check: MoleculeCheck, fixed_atoms: int = 0) -> Chem.Mol:
+    """A 2D depiction: the valid molecule's largest fragment without hydrogens, else all atoms unsanitised.
+
+    The first `fixed_atoms` atoms are marked with FIXED_PROP.
+    """
     mol = molecule_to_rdkit(positions, atom_types)
+    for index in range(fixed_atoms):
+        mol.GetAtomWithIdx(index).SetBoolProp(FIXED_PROP, True)
     if check.valid:
         heavy = _without_hydrogens(largest_fragment(mol))
         mol = heavy if heavy.GetNumAtoms() else mol
@@ -71,8 +77,14 @@ def grid_legend(depiction: Chem.Mol, check: MoleculeCheck) -> str:
     return f"{text}  (stable)" if check.stable else text
 
 
-def _draw(mols: Sequence[Chem.Mol], legends: Sequence[str], columns: int, highlight: Sequence[bool]) -> bytes:
-    """PNG bytes of `mols` in a grid with `columns` panels per row; highlighted panels get a green frame."""
+def _draw(
+    mols: Sequence[Chem.Mol], legends: Sequence[str], columns: int, highlight: Sequence[bool],
+    highlight_atoms: Sequence[list[int]] | None = None,
+) -> bytes:
+    """PNG bytes of `mols` in a grid with `columns` panels per row; highlighted panels get a green frame.
+
+    highlight_atoms: per molecule, atom indices to highlight (RDKit's highlight, bonds between them too).
+    """
     rows = -(-len(mols) // columns)
     width, height = PANEL
     drawer = rdMolDraw2D.MolDraw2DCairo(width * columns, height * rows, width, height)
@@ -80,7 +92,8 @@ def _draw(mols: Sequence[Chem.Mol], legends: Sequence[str], columns: int, highli
     options.legendFontSize = 14
     options.prepareMolsBeforeDrawing = False
     with rdBase.BlockLogs():
-        drawer.DrawMolecules(list(mols), legends=list(legends))
+        drawer.DrawMolecules(list(mols), legends=list(legends),
+                             highlightAtoms=None if highlight_atoms is None else list(highlight_atoms))
     for index, marked in enumerate(highlight):
         if marked:
             _frame(drawer, index % columns, index // columns)
@@ -101,18 +114,22 @@ def _frame(drawer: rdMolDraw2D.MolDraw2D, column: int, row: int) -> None:
 
 
 def draw_grid(
-    path: str | Path, molecules: Sequence[Molecule], checks: Sequence[MoleculeCheck], columns: int = 6
+    path: str | Path, molecules: Sequence[Molecule], checks: Sequence[MoleculeCheck], columns: int = 6,
+    fixed_atoms: int = 0,
 ) -> None:
     """Write a PNG grid of 2D depictions labelled with SMILES; stable molecules are framed in green and marked.
 
     Valid molecules show their largest fragment (the one the metrics' SMILES describes) without hydrogens.
+    The first `fixed_atoms` atoms of every molecule (a fixed fragment) are highlighted.
     """
     if not molecules:
         raise ValueError("draw_grid needs at least one molecule")
-    depictions = [_depiction(x, types, check) for (x, types), check in zip(molecules, checks, strict=True)]
+    depictions = [_depiction(x, types, check, fixed_atoms)
+                  for (x, types), check in zip(molecules, checks, strict=True)]
     legends = [grid_legend(mol, check) for mol, check in zip(depictions, checks)]
+    fixed = [[atom.GetIdx() for atom in mol.GetAtoms() if atom.HasProp(FIXED_PROP)] for mol in depictions]
     png = _draw([_prepared(mol) for mol in depictions], legends, min(columns, len(depictions)),
-                [check.stable for check in checks])
+                [check.stable for check in checks], fixed if fixed_atoms else None)
     with atomic_write(path, "wb") as handle:
         handle.write(png)
 
