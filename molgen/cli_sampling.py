@@ -10,12 +10,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 from molgen.cli_help import HelpFormatter
-from molgen.errors import DataError, MolgenError
+from molgen.errors import DataError
 from molgen.evaluation import intervals
+from molgen.outputs import writing
 from molgen.precision import PRECISIONS
 from molgen.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS, SampleSettings
 
 GRID_COLUMNS = 6
+SAMPLE_FILES = ("molecules.sdf", "molecules.xyz", "grid.png", "chain.png", "chain.gif", "summary.json")
 
 
 def _at_least(minimum: int) -> Callable[[str], int]:
@@ -127,49 +129,50 @@ def _describe(samples) -> str:
 
 
 def sample_command(args: argparse.Namespace) -> None:
-    """`molgen sample`: sample, then write every file atomically and print a short summary."""
-    from molgen.chem.draw import draw_chain, draw_grid
-    from molgen.chem.io import write_sdf, write_xyz
-    from molgen.sampling import chain_labels
+    """`molgen sample`: check --out, sample, write the whole result into a new folder that replaces --out, print."""
+    from molgen.outputs import check_replaceable, replaced_folder
 
+    check_replaceable(args.out, SAMPLE_FILES)
     _, samples = _sampled(args, args.chain_frames if args.chain else 0)
-    metrics, checks = samples.metrics(), samples.checks
-    names = [f"molgen sample {i}: {check.smiles if check.valid else 'invalid'}"
-             + (" (stable)" if check.stable else "") for i, check in enumerate(checks)]
-    out: Path = args.out
-    files: list[Path] = [out / "molecules.sdf", out / "molecules.xyz"]
-    _write_step(lambda: write_sdf(files[0], samples.molecules, names))
-    _write_step(lambda: write_xyz(files[1], samples.molecules, names))
-    if args.grid:
-        files.append(out / "grid.png")
-        shown = slice(0, args.grid)
-        fixed_atoms = samples.fragment.num_atoms if samples.fragment is not None else 0
-        _write_step(lambda: draw_grid(files[-1], samples.molecules[shown], checks[shown], GRID_COLUMNS, fixed_atoms))
-    if args.chain:
-        frames = [(frame.positions, frame.atom_types) for frame in samples.chain]
-        for name in ("chain.png", "chain.gif"):
-            files.append(out / name)
-            _write_step(lambda: draw_chain(files[-1], frames, chain_labels(samples.chain)))
-    summary = {"checkpoint": str(samples.checkpoint), "checkpoint_step": samples.checkpoint_step,
-               "settings": asdict(samples.settings), "seconds": samples.seconds, "compute": samples.compute,
-               "files": [str(f) for f in files], **metrics.to_dict()}
-    if samples.fragment is not None:
-        summary["fixed"] = {"fragment": str(args.fix), "atoms": samples.fragment.num_atoms}
-    files.append(out / "summary.json")
-    _write_step(lambda: _write_json(files[-1], summary))
+    with replaced_folder(args.out, SAMPLE_FILES) as staging:
+        written = _write_samples(staging, args, samples)
+    metrics = samples.metrics()
     print(_describe(samples))
     print(f"stable: {metrics.n_stable_molecules} of {metrics.n_molecules} molecules ({100 * metrics.mol_stable:.1f}%), "
           f"{100 * metrics.atom_stable:.1f}% of atoms; valid: {metrics.n_valid} ({100 * metrics.validity:.1f}%), "
           f"{metrics.n_unique} unique")
-    print("files: " + ", ".join(str(f) for f in files))
+    print("files: " + ", ".join(str(args.out / name) for name in written))
 
 
-def _write_step(write: Callable[[], None]) -> None:
-    """Run one file writer, turning an OS error (no space, no permission) into one clear message."""
-    try:
-        write()
-    except OSError as err:
-        raise MolgenError(f"cannot write {err.filename or 'the output'}: {err.strerror or err}") from None
+def _write_samples(folder: Path, args: argparse.Namespace, samples) -> list[str]:
+    """Write the molecules, the pictures asked for and summary.json (last) into `folder`; returns the file names."""
+    from molgen.chem.draw import draw_chain, draw_grid
+    from molgen.chem.io import write_sdf, write_xyz
+    from molgen.sampling import chain_labels
+
+    metrics, checks = samples.metrics(), samples.checks
+    names = [f"molgen sample {i}: {check.smiles if check.valid else 'invalid'}"
+             + (" (stable)" if check.stable else "") for i, check in enumerate(checks)]
+    write_sdf(folder / "molecules.sdf", samples.molecules, names)
+    write_xyz(folder / "molecules.xyz", samples.molecules, names)
+    written = ["molecules.sdf", "molecules.xyz"]
+    if args.grid:
+        shown = slice(0, args.grid)
+        fixed_atoms = samples.fragment.num_atoms if samples.fragment is not None else 0
+        draw_grid(folder / "grid.png", samples.molecules[shown], checks[shown], GRID_COLUMNS, fixed_atoms)
+        written.append("grid.png")
+    if args.chain:
+        frames = [(frame.positions, frame.atom_types) for frame in samples.chain]
+        for name in ("chain.png", "chain.gif"):
+            draw_chain(folder / name, frames, chain_labels(samples.chain))
+            written.append(name)
+    summary = {"checkpoint": str(samples.checkpoint), "checkpoint_step": samples.checkpoint_step,
+               "settings": asdict(samples.settings), "seconds": samples.seconds, "compute": samples.compute,
+               "files": [str(args.out / name) for name in written], **metrics.to_dict()}
+    if samples.fragment is not None:
+        summary["fixed"] = {"fragment": str(args.fix), "atoms": samples.fragment.num_atoms}
+    _write_json(folder / "summary.json", summary)
+    return [*written, "summary.json"]
 
 
 def _write_json(path: Path, payload: dict) -> None:
@@ -200,7 +203,8 @@ def evaluate_checkpoint(args: argparse.Namespace, training_smiles: Callable[[], 
                    "test_nll": None if nll is None else {"mean": nll.mean, "standard_error": nll.standard_error,
                                                          "num_molecules": nll.num_molecules,
                                                          "passes": args.nll_passes}}
-        _write_step(lambda: _write_json(args.json, payload))
+        with writing(args.json):
+            _write_json(args.json, payload)
         print(f"metrics written to {args.json}")
 
 

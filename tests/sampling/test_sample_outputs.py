@@ -1,0 +1,90 @@
+"""`molgen sample --out`: checked before sampling, written whole into a sibling folder and swapped in at the end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from molgen.chem.io import read_molecules
+from molgen.cli import main
+
+
+def _sample(checkpoint, out, *extra: str) -> int:
+    return main(["sample", "--checkpoint", str(checkpoint), "-n", "3", "--steps", "2", "--out", str(out),
+                 "--grid", "3", "--no-progress", *extra])
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("molgen: error: ") and err.count("\n") == 1, err
+    return err
+
+
+@pytest.fixture()
+def no_sampling(monkeypatch):
+    """Make sampling fail loudly: the command must stop before it."""
+    import molgen.sampling
+
+    def sample(*args, **kwargs):
+        raise AssertionError("sampling started")
+
+    monkeypatch.setattr(molgen.sampling, "sample", sample)
+
+
+def test_rerun_replaces_a_folder_of_molgen_outputs(checkpoint, tmp_path):
+    out = tmp_path / "samples"
+    assert _sample(checkpoint, out, "--chain", "--chain-frames", "3") == 0
+    assert (out / "chain.png").exists()
+    assert _sample(checkpoint, out, "--seed", "1") == 0  # the README's command, run again
+    assert sorted(p.name for p in out.iterdir()) == ["grid.png", "molecules.sdf", "molecules.xyz", "summary.json"]
+    assert json.loads((out / "summary.json").read_text())["settings"]["seed"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["samples"]  # no temporary sibling left
+
+
+def test_interrupted_rerun_keeps_the_previous_run(checkpoint, tmp_path, monkeypatch):
+    import molgen.chem.draw
+
+    out = tmp_path / "samples"
+    assert _sample(checkpoint, out) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(molgen.chem.draw, "draw_grid", interrupted)  # after molecules.sdf and .xyz are written
+    assert _sample(checkpoint, out, "--seed", "1") == 130
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the old run, whole and alone
+    assert json.loads((out / "summary.json").read_text())["settings"]["seed"] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["samples"]
+
+
+def test_folder_with_other_files_is_refused_before_sampling(checkpoint, tmp_path, capsys, no_sampling):
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine\n")
+    (out / "molecules.xyz").write_text("")
+    assert _sample(checkpoint, out) == 2
+    err = _one_line_error(capsys)
+    assert f"cannot write {out}: it holds files that molgen did not write (notes.txt)" in err
+    assert sorted(p.name for p in out.iterdir()) == ["molecules.xyz", "notes.txt"]
+
+
+def test_out_dot_never_deletes_the_current_folder(checkpoint, tmp_path, monkeypatch, capsys, no_sampling):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "thesis.tex").write_text("mine\n")
+    assert _sample(checkpoint, ".") == 2
+    assert "thesis.tex" in _one_line_error(capsys)
+    (tmp_path / "thesis.tex").unlink()
+    assert _sample(checkpoint, ".") == 2  # even with nothing in it: the current folder is never replaced
+    assert "it is the current folder" in _one_line_error(capsys)
+    assert tmp_path.is_dir()
+
+
+def test_unwritable_out_fails_before_sampling(checkpoint, tmp_path, capsys, no_sampling):
+    blocked = tmp_path / "blocked"
+    blocked.write_text("")
+    assert _sample(checkpoint, blocked / "samples") == 2
+    assert _one_line_error(capsys) == (f"molgen: error: cannot write {blocked / 'samples'}: {blocked} is a file, "
+                                       "not a folder\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocked"]
