@@ -13,14 +13,16 @@ from torch import Tensor
 
 
 def pair_invariants(x: Tensor, grid: Tensor) -> Tensor:
-    """The spatial invariants (a, b) of every ordered pair (i receives from j) and orientation o.
+    """The spatial invariants (a, b) of every orientation o and ordered pair (i receives from j), orientation
+    first (the layout of PONITA's pair tensors).
 
-    Shapes: x [B, N, 3], grid [O, 3] -> [B, N, N, O, 2].
+    Shapes: x [B, N, 3], grid [O, 3] -> [B, O, N, N, 2].
     """
     rel = x.unsqueeze(1) - x.unsqueeze(2)  # [B, N, N, 3]: rel[b, i, j] = x_j - x_i
-    a = torch.einsum("bijd,od->bijo", rel, grid)  # [B, N, N, O]
-    b = torch.linalg.vector_norm(rel.unsqueeze(3) - a.unsqueeze(-1) * grid, dim=-1)  # [B, N, N, O]
-    return torch.stack([a, b], dim=-1)  # [B, N, N, O, 2]
+    a = torch.einsum("bijd,od->boij", rel, grid)  # [B, O, N, N]
+    axis = grid.view(1, -1, 1, 1, 3)  # [1, O, 1, 1, 3]
+    b = torch.linalg.vector_norm(rel.unsqueeze(1) - a.unsqueeze(-1) * axis, dim=-1)  # [B, O, N, N]
+    return torch.stack([a, b], dim=-1)  # [B, O, N, N, 2]
 
 
 def orientation_invariants(grid: Tensor) -> Tensor:

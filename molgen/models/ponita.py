@@ -27,7 +27,7 @@ from molgen.geometry.invariants import orientation_invariants, pair_invariants
 from molgen.geometry.orientations import repulsion_grid
 from molgen.nn.basis import KernelBasis
 from molgen.nn.conv import ConvNeXtBlock, SpatialKernels
-from molgen.nn.dense import dense_layout, from_dense, to_dense
+from molgen.nn.dense import dense_layout, from_dense, molecule_atoms, size_groups, to_dense
 from molgen.precision import autocast
 
 NUM_FEATURES = 6  # scaled one-hot (5) and charge (1)
@@ -107,36 +107,57 @@ class Ponita(nn.Module):
     def forward(self, z_x: Tensor, z_h: Tensor, t: Tensor, layout: MoleculeLayout) -> tuple[Tensor, Tensor]:
         """Predict the noise of positions and features.
 
+        A batch of mixed sizes runs as a few blocks of similar size (molgen.nn.dense.size_groups), each padded
+        to its own largest molecule; every molecule's output is what it would be alone.
         Shapes: z_x [M, 3], z_h [M, 6], t [B] (in [0, 1]) -> eps_x [M, 3] (zero centroid), eps_h [M, 6].
         """
+        groups = size_groups(layout.num_atoms)
+        if len(groups) == 1:
+            return self._dense_forward(z_x, z_h, t, layout)
+        atoms = [molecule_atoms(layout, molecules) for molecules in groups]  # [M_g] each
+        outputs = [self._dense_forward(z_x[a], z_h[a], t[m], MoleculeLayout.from_num_atoms(layout.num_atoms[m]))
+                   for a, m in zip(atoms, groups)]
+        inverse = torch.argsort(torch.cat(atoms))  # [M]: where each atom's output landed
+        eps_x = torch.cat([x for x, _ in outputs])[inverse]  # [M, 3]
+        eps_h = torch.cat([h for _, h in outputs])[inverse]  # [M, 6]
+        return eps_x, eps_h
+
+    def _dense_forward(self, z_x: Tensor, z_h: Tensor, t: Tensor, layout: MoleculeLayout) -> tuple[Tensor, Tensor]:
+        """The network on one block padded to its largest molecule; shapes as `forward`."""
         dense = dense_layout(layout)
-        x = to_dense(z_x, dense)  # [B, N, 3]
-        attributes = pair_invariants(x, self.grid.to(z_x.dtype))  # [B, N, N, O, 2]
-        if self.config.time_in_basis:
-            time = t.to(z_x.dtype).view(-1, 1, 1, 1, 1).expand(*attributes.shape[:-1], 1)  # [B, N, N, O, 1]
-            attributes = torch.cat([attributes, time], dim=-1)  # [B, N, N, O, 3]
+        grid = self.grid.to(z_x.dtype)  # [O, 3]
+        attributes = pair_invariants(to_dense(z_x, dense), grid)  # [B, O, N, N, 2]
         h = torch.cat([z_h, t.to(z_h.dtype)[layout.batch].unsqueeze(-1)], dim=-1)  # [M, 7]
         with autocast(z_x.device, self.autocast_dtype):
-            scalars, vectors = self._network(to_dense(h, dense), attributes, dense.mask)  # [B,N,O,6], [B,N,O,1]
-        scalars, vectors = scalars.to(z_x.dtype), vectors.to(z_x.dtype)
-        eps_h = from_dense(scalars.mean(dim=2), dense)  # [M, 6]
-        vector = 3.0 * (vectors * self.grid.to(z_x.dtype)).mean(dim=2)  # [B, N, 3]
+            out = self._network(to_dense(h, dense), attributes, t.to(z_x.dtype), dense.mask)  # [B, O, N, 7]
+        out = out.to(z_x.dtype)
+        eps_h = from_dense(out[..., :NUM_FEATURES].mean(dim=1), dense)  # [M, 6]
+        vector = 3.0 * (out[..., NUM_FEATURES:] * grid.view(1, -1, 1, 3)).mean(dim=1)  # [B, N, 3]
         eps_x = remove_centroid(from_dense(vector, dense), layout.batch, layout.num_molecules)  # [M, 3]
         return eps_x, eps_h
 
-    def _network(self, h: Tensor, attributes: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """Lift, run the blocks, read out. Shapes: h [B, N, 7], attributes [B, N, N, O, A], mask [B, N]
-        -> scalars [B, N, O, 6], vectors [B, N, O, 1]."""
-        spatial_kernels = self.spatial_kernels(self.spatial_basis(attributes))  # [B, N, N, O, L, C/g]
+    def _network(self, h: Tensor, attributes: Tensor, t: Tensor, mask: Tensor) -> Tensor:
+        """Lift, run the blocks, read out. Shapes: h [B, N, 7], attributes [B, O, N, N, 2], t [B], mask [B, N]
+        -> [B, O, N, 7] (6 scalar channels, then the vector field's)."""
+        b, o, n = attributes.shape[:3]
+        kernels = self.spatial_kernels(self._spatial_basis(attributes, t)).unflatten(-1, (n, n))  # [L, C/g, B*O, N, N]
+        kernels = kernels.unbind(0)  # L x [C/g, B*O, N, N] (unbind: the backward stacks, no zero-filled copies)
         spherical_basis = self.spherical_basis(orientation_invariants(self.grid).to(attributes.dtype))  # [O, O, K]
-        atom_mask = mask.view(*mask.shape, 1, 1).to(h.dtype)  # [B, N, 1, 1]
-        f = self.embed(h).unsqueeze(2).expand(-1, -1, self.config.orientations, -1) * atom_mask  # [B, N, O, C]
+        atom_mask = mask.view(b, 1, n, 1).to(h.dtype) if not mask.all() else None  # [B, 1, N, 1]; None: no padding
+        f = self.embed(h).unsqueeze(1).expand(-1, o, -1, -1)  # [B, O, N, C]
         outputs = []
         for i, block in enumerate(self.blocks):
-            f = block(f, spatial_kernels[..., i, :], spherical_basis) * atom_mask  # [B, N, O, C]
+            f = block(f if atom_mask is None else f * atom_mask, kernels[i], spherical_basis)  # [B, O, N, C]
             if self.config.multiple_readouts:
-                outputs.append(self.readouts[i](f))  # [B, N, O, 7]
+                outputs.append(self.readouts[i](f))  # [B, O, N, 7]
         if not self.config.multiple_readouts:
-            outputs.append(self.readouts[0](f))  # [B, N, O, 7]
-        out = torch.stack(outputs).mean(dim=0)  # [B, N, O, 7]
-        return out[..., :NUM_FEATURES], out[..., NUM_FEATURES:]
+            outputs.append(self.readouts[0](f))  # [B, O, N, 7]
+        return torch.stack(outputs).mean(dim=0)  # [B, O, N, 7]
+
+    def _spatial_basis(self, attributes: Tensor, t: Tensor) -> Tensor:
+        """The spatial kernel basis of every (orientation, pair), t folded in per molecule (KernelBasis.pair_basis).
+        Shapes: attributes [B, O, N, N, 2], t [B] -> [B, O, N*N, K]."""
+        b, o, n = attributes.shape[:3]
+        molecule = t.view(b, 1) if self.config.time_in_basis else t.new_zeros(b, 0)  # [B, 1] or [B, 0]
+        basis = self.spatial_basis.pair_basis(attributes.reshape(b, o * n * n, 2), molecule)  # [B, O*N*N, K]
+        return basis.view(b, o, n * n, -1)  # [B, O, N*N, K]

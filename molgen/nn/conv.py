@@ -1,13 +1,15 @@
 """The separable group convolution on R^3 x S^2 and the ConvNeXt block around it (Bekkers et al. 2024).
 
-Features live on atoms and orientations: f [B, N, O, C] (dense molecule blocks, padding masked).
+Features live on orientations and atoms: f [B, O, N, C] (dense molecule blocks, padding masked), orientation
+first so that every pair tensor, [B, O, N_i, N_j, ...], is a batch of [N, N] blocks per (molecule, orientation).
 (1) spatial:   f1_i(o, c) = Σ_j k1_{c/g}(basis(a_ij(o), b_ij(o))) · f_j(o, c)     (j over the molecule)
 (2) spherical, depthwise: f2_i(p, c) = (1/O) Σ_o k2_c(basis(oᵀp)) · f1_i(o, c)
 (3) bias.  Channels mix only in the ConvNeXt block's MLP.
 In (1) each spatial kernel serves g consecutive channels (`channels_per_kernel`); g = 1 is PONITA's depthwise
-convolution. With g > 1 the sum over j is a batched matrix product [N, N] @ [N, g] per (molecule,
-orientation, kernel) and the kernel tensor [B, N, N, O, C/g] is g times smaller: on a CPU, where this step
-is bound by memory traffic, that is the main lever on speed.
+convolution. The sum over j is a batched matrix product [N, N] @ [N, g] per (kernel, molecule, orientation).
+All layers' kernels come from one matrix product, laid out [L, C/g, B·O, N, N] so that each layer's is a
+contiguous block in the layout of that product: no pair tensor is ever transposed or copied. On a CPU, where
+these steps are bound by memory traffic, that is the main lever on speed.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ class SeparableFiberConv(nn.Module):
     """Spatial convolution over each molecule (one kernel per `channels_per_kernel` channels), then depthwise
     spherical convolution, then a bias.
 
-    The spatial kernels k1 = Linear(basis) of all layers are computed by the model in one matrix product
-    (`SpatialKernels`) and passed in; the spherical kernel is this layer's own.
+    The spatial kernels k1 = Linear(basis) come from the model's `SpatialKernels`; the spherical kernel is this
+    layer's own.
     """
 
     def __init__(self, channels: int, basis_dim: int, channels_per_kernel: int = 1) -> None:
@@ -33,31 +35,32 @@ class SeparableFiberConv(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, f: Tensor, spatial_kernel: Tensor, spherical_basis: Tensor) -> Tensor:
-        """Shapes: f [B, N, O, C] (zero at padded atoms), spatial_kernel [B, N, N, O, C/g],
-        spherical_basis [O, O, K] -> [B, N, O, C]."""
-        f1 = self._spatial(f, spatial_kernel)  # [B, N, O, C]
-        k2 = self.spherical_kernel(spherical_basis)  # [O, O, C]  (o -> p)
-        f2 = torch.einsum("opc,bioc->bipc", k2, f1) / k2.shape[0]  # [B, N, O, C]
-        return f2 + self.bias  # [B, N, O, C]
+        """Shapes: f [B, O, N, C] (zero at padded atoms), spatial_kernel [C/g, B·O, N, N],
+        spherical_basis [O, O, K] -> [B, O, N, C]."""
+        f1 = self._spatial(f, spatial_kernel)  # [B, O, N, C]
+        k2 = self.spherical_kernel(spherical_basis)  # [O, P, C]  (o -> p)
+        return spherical(f1, k2) + self.bias.to(k2.dtype)  # [B, O, N, C], in the kernels' (autocast) dtype
 
     def _spatial(self, f: Tensor, k1: Tensor) -> Tensor:
-        """f1_i(o, c) = Σ_j k1(i, j, o)[c // g] · f_j(o, c). Shapes: f [B, N, O, C], k1 [B, N, N, O, C/g]
-        -> [B, N, O, C]."""
-        f = f.to(k1.dtype)
+        """f1_i(o, c) = Σ_j k1(c // g, o, i, j) · f_j(o, c). Shapes: f [B, O, N, C], k1 [C/g, B·O, N, N]
+        -> [B, O, N, C]."""
+        b, o, n, c = f.shape
         g = self.channels_per_kernel
-        if g == 1:
-            return (k1 * f.unsqueeze(1)).sum(dim=2)  # [B, N, O, C]: sum over senders j
-        b, n, o, c = f.shape
-        k1 = k1.permute(0, 3, 4, 1, 2)  # [B, O, G, N_i, N_j]
-        f_j = f.view(b, n, o, c // g, g).permute(0, 2, 3, 1, 4)  # [B, O, G, N_j, g]
-        f1 = torch.matmul(k1, f_j)  # [B, O, G, N_i, g]
-        return f1.permute(0, 3, 1, 2, 4).reshape(b, n, o, c)  # [B, N, O, C]
+        f_j = f.to(k1.dtype).reshape(b * o, n, c // g, g).permute(2, 0, 1, 3)  # [C/g, B·O, N_j, g]
+        f1 = torch.matmul(k1, f_j)  # [C/g, B·O, N_i, g]
+        return f1.permute(1, 2, 0, 3).reshape(b, o, n, c)  # [B, O, N, C]
+
+
+def spherical(f1: Tensor, k2: Tensor) -> Tensor:
+    """f2(p, c) = (1/O) Σ_o k2(o, p, c) · f1(o, c), depthwise in c. Shapes: f1 [B, O, N, C], k2 [O, P, C]
+    -> [B, P, N, C]."""
+    return torch.einsum("opc,bonc->bpnc", k2, f1.to(k2.dtype)) / k2.shape[0]  # [B, P, N, C]
 
 
 class SpatialKernels(nn.Module):
     """The spatial kernels of all layers from the shared basis in one matrix product: Linear(K -> L·C/g).
 
-    Shapes: basis [B, N, N, O, K] -> [B, N, N, O, L, C/g].
+    Shapes: basis [B, O, S, K] (S pairs per molecule and orientation) -> [L, C/g, B·O, S].
     """
 
     def __init__(self, basis_dim: int, layers: int, kernels_per_layer: int) -> None:
@@ -66,7 +69,10 @@ class SpatialKernels(nn.Module):
         self.linear = nn.Linear(basis_dim, layers * kernels_per_layer, bias=False)
 
     def forward(self, basis: Tensor) -> Tensor:
-        return self.linear(basis).unflatten(-1, (self.layers, self.kernels_per_layer))  # [B, N, N, O, L, C/g]
+        b, o, s, k = basis.shape
+        weight = self.linear.weight.to(basis.dtype)  # [L·C/g, K]
+        kernels = weight @ basis.reshape(b * o * s, k).T  # [L·C/g, B·O·S]
+        return kernels.view(self.layers, self.kernels_per_layer, b * o, s)  # [L, C/g, B·O, S]
 
 
 class ConvNeXtBlock(nn.Module):
@@ -83,8 +89,8 @@ class ConvNeXtBlock(nn.Module):
         self.layer_scale = None if layer_scale is None else nn.Parameter(torch.full((channels,), layer_scale))
 
     def forward(self, f: Tensor, spatial_kernel: Tensor, spherical_basis: Tensor) -> Tensor:
-        """Shapes: f [B, N, O, C], spatial_kernel [B, N, N, O, C/g], spherical_basis [O, O, K] -> [B, N, O, C]."""
-        update = self.mlp(self.norm(self.conv(f, spatial_kernel, spherical_basis)))  # [B, N, O, C]
+        """Shapes: f [B, O, N, C], spatial_kernel [C/g, B·O, N, N], spherical_basis [O, O, K] -> [B, O, N, C]."""
+        update = self.mlp(self.norm(self.conv(f, spatial_kernel, spherical_basis)))  # [B, O, N, C]
         if self.layer_scale is not None:
-            update = self.layer_scale * update  # [B, N, O, C]
-        return f + update  # [B, N, O, C]
+            update = self.layer_scale * update  # [B, O, N, C]
+        return f + update  # [B, O, N, C]

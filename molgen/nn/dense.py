@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -65,3 +66,40 @@ def from_dense(values: Tensor, dense: DenseLayout) -> Tensor:
     Shapes: values [B, N, *F] -> [M, *F].
     """
     return values.reshape(dense.num_molecules * dense.max_atoms, *values.shape[2:])[dense.slot]  # [M, *F]
+
+
+def size_groups(num_atoms: Tensor, group_cost: float = 2000.0) -> list[Tensor]:
+    """Split a batch of molecules into groups of similar size, each to be padded to its own largest molecule.
+
+    A batch that mixes sizes (as sampling draws them) pads every molecule to the largest: the pair work of a
+    molecule grows as N², so a molecule of 9 atoms in a block of 29 costs ten times its own. The split minimises
+    Σ_groups (group_cost + Σ_molecules N_max² + 30·N_max), a cost model of the padded pair and atom work plus a
+    fixed cost per network call, by dynamic programming over the molecules sorted by size. A batch of equal sizes
+    (training's buckets) stays one group.
+
+    Shapes: num_atoms [B] -> list of molecule indices [B_g], sorted by size, covering every molecule once.
+    """
+    order = torch.argsort(num_atoms.cpu(), stable=True)  # [B]
+    sizes = num_atoms.cpu()[order].tolist()
+    best = [0.0] + [math.inf] * len(sizes)  # best[k]: cost of the first k sorted molecules
+    cut = [0] * (len(sizes) + 1)
+    for end in range(1, len(sizes) + 1):
+        largest = sizes[end - 1]
+        per_molecule = largest * largest + 30 * largest
+        for start in range(end):
+            cost = best[start] + group_cost + (end - start) * per_molecule
+            if cost < best[end]:
+                best[end], cut[end] = cost, start
+    groups, end = [], len(sizes)
+    while end > 0:
+        groups.append(order[cut[end]:end].to(num_atoms.device))
+        end = cut[end]
+    return groups[::-1]
+
+
+def molecule_atoms(layout: MoleculeLayout, molecules: Tensor) -> Tensor:
+    """The atom indices of the given molecules, molecule by molecule. Shapes: molecules [B_g] -> [M_g]."""
+    counts = layout.num_atoms[molecules]  # [B_g]
+    starts = torch.repeat_interleave(layout.ptr[molecules], counts)  # [M_g]
+    offsets = torch.repeat_interleave(counts.cumsum(0) - counts, counts)  # [M_g]
+    return starts + torch.arange(starts.numel(), device=starts.device) - offsets  # [M_g]
