@@ -1,0 +1,73 @@
+"""The optimised PONITA equals the 860b5b7 reference (tests/models/ponita_reference.py) on the same weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from molgen.data import MoleculeLayout
+from molgen.models.ponita import Ponita, PonitaConfig
+from molgen.nn.basis import KernelBasis
+from molgen.nn.dense import molecule_atoms, size_groups
+from tests.models.ponita_reference import reference_forward
+
+UNIFORM = (11, 11, 11, 11)  # one block, no padding (a training bucket)
+MIXED = (5, 29, 3, 12, 18, 18, 7, 25, 4, 9, 22)  # several size groups, padding in each
+
+
+def _inputs(num_atoms, dtype, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    layout = MoleculeLayout.from_num_atoms(torch.tensor(num_atoms))
+    m = sum(num_atoms)
+    z_x = torch.randn(m, 3, generator=generator, dtype=dtype)  # [M, 3]
+    z_h = torch.randn(m, 6, generator=generator, dtype=dtype)  # [M, 6]
+    t = torch.rand(len(num_atoms), generator=generator, dtype=dtype)  # [B]
+    return z_x, z_h, t, layout
+
+
+def _model(dtype, **config):
+    torch.manual_seed(0)
+    model = Ponita(PonitaConfig(hidden=32, layers=3, basis_dim=16, basis_hidden=16, **config)).to(dtype)
+    for parameter in model.parameters():  # away from init, so every term matters
+        parameter.data += 0.05 * torch.randn_like(parameter)
+    return model
+
+
+@pytest.mark.parametrize("num_atoms", [UNIFORM, MIXED], ids=["no-padding", "padding"])
+@pytest.mark.parametrize("config", [{"channels_per_kernel": 1}, {"channels_per_kernel": 8},
+                                    {"channels_per_kernel": 8, "time_in_basis": False, "multiple_readouts": False}],
+                         ids=["g1", "g8", "g8-no-time"])
+@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+def test_forward_and_gradients_equal_the_reference(num_atoms, config, dtype, tolerance):
+    model = _model(dtype, **config)
+    inputs = _inputs(num_atoms, dtype)
+    results = []
+    for forward in (model, lambda *a: reference_forward(model, *a)):
+        model.zero_grad()
+        eps_x, eps_h = forward(*inputs)
+        (eps_x.square().sum() + eps_h.sin().sum()).backward()
+        grads = torch.cat([p.grad.flatten() for p in model.parameters()])
+        results.append((eps_x.detach(), eps_h.detach(), grads))
+    for new, reference in zip(*results):
+        assert ((new - reference).norm() / reference.norm()).item() <= tolerance
+
+
+def test_pair_basis_equals_the_tensor_power_features():
+    torch.manual_seed(1)
+    basis = KernelBasis(3, 8, 6, 3).double()
+    pair = torch.randn(4, 50, 2, dtype=torch.float64)  # [B, S, 2]
+    time = torch.rand(4, 1, dtype=torch.float64)  # [B, 1]
+    expected = basis(torch.cat([pair, time.unsqueeze(1).expand(4, 50, 1)], dim=-1))  # [B, S, K]
+    torch.testing.assert_close(basis.pair_basis(pair, time), expected, rtol=0, atol=1e-13)
+
+
+def test_size_groups_cover_each_molecule_once_and_keep_uniform_batches_whole():
+    assert [len(g) for g in size_groups(torch.tensor([18] * 64))] == [64]
+    counts = torch.tensor(MIXED)
+    groups = size_groups(counts)
+    assert 1 < len(groups) < len(MIXED)
+    assert sorted(torch.cat(groups).tolist()) == list(range(len(MIXED)))
+    assert max(int(counts[g].max()) for g in groups[:-1]) < int(counts.max())  # small molecules not padded to 29
+    layout = MoleculeLayout.from_num_atoms(counts)
+    atoms = molecule_atoms(layout, torch.tensor([3, 0]))
+    assert atoms.tolist() == list(range(37, 49)) + list(range(0, 5))
