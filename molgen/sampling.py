@@ -106,7 +106,7 @@ class Samples:
     Attributes:
         molecules: (positions float64 [N, 3] Å, atom types int64 [N]) per molecule, in the order drawn.
         seconds: wall time of the sampling alone (network and sampler, without scoring or files).
-        chain: frames of the first molecule's denoising chain (empty unless asked for).
+        chain: frames of molecule 0's denoising chain (empty unless asked for).
     """
 
     molecules: list[Molecule]
@@ -174,18 +174,21 @@ def size_batches(counts: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
 
 
 class _ChainRecorder:
-    """A sampler callback keeping `frames - 1` evenly spaced states of molecule 0 (the sample completes the chain)."""
+    """A sampler callback keeping `frames - 1` evenly spaced states of molecule 0 in output order (the sample
+    completes the chain); it watches the batch `batch_number`, in which that molecule is at `position`."""
 
-    def __init__(self, frames: int) -> None:
+    def __init__(self, frames: int, batches: Sequence[torch.Tensor]) -> None:
         self.frames = frames
         self.kept: list[ChainFrame] = []
+        self.batch_number = next(number for number, indices in enumerate(batches) if bool((indices == 0).any()))
+        self.position = int((batches[self.batch_number] == 0).nonzero()[0])
 
     def __call__(self, info: StepInfo) -> None:
         kept = self.frames - 1
         wanted = {(k * info.num_steps) // kept for k in range(kept)}  # from the first step, evenly
         if info.step in wanted:
-            first = state_to_batch(info.z_x, info.z_h, info.layout).molecules()[0]
-            self.kept.append(ChainFrame(info.t, *first))
+            molecule = state_to_batch(info.z_x, info.z_h, info.layout).molecules()[self.position]
+            self.kept.append(ChainFrame(info.t, *molecule))
 
 
 def generate(
@@ -198,7 +201,7 @@ def generate(
 ) -> Samples:
     """Sample `settings.num_molecules` molecules from a loaded checkpoint; SamplingError names a failing step.
 
-    With chain_frames > 0 the first batch's first molecule also has its denoising chain recorded (the final
+    With chain_frames > 0 molecule 0 (in output order) also has its denoising chain recorded (the final
     molecule is the last frame).
     With a fragment every molecule is sampled around it (`molgen.fragment`).
     """
@@ -210,13 +213,13 @@ def generate(
               else fragment_atom_counts(loaded.node_distribution, fragment, settings, generator))  # [B]
     batches = size_batches(counts, settings.batch_size)
     molecules: list[Molecule | None] = [None] * len(counts)
-    recorder = _ChainRecorder(chain_frames) if chain_frames > 0 else None
+    recorder = _ChainRecorder(chain_frames, batches) if chain_frames > 0 else None
     bar = tqdm(total=len(batches) * settings.resolved_steps, desc=f"sampling ({settings.sampler})", unit="step",
                disable=not progress)
     start = time.perf_counter()
     with bar, torch.inference_mode():
         for number, indices in enumerate(batches):
-            record = recorder if number == 0 else None
+            record = recorder if recorder is not None and number == recorder.batch_number else None
 
             def callback(info: StepInfo, record=record) -> None:
                 bar.update(1)
@@ -234,8 +237,7 @@ def generate(
     seconds = time.perf_counter() - start
     chain = []
     if recorder is not None:
-        first = int(batches[0][0])
-        chain = recorder.kept + [ChainFrame(0.0, *molecules[first])]
+        chain = recorder.kept + [ChainFrame(0.0, *molecules[0])]
     return Samples(molecules=molecules, settings=settings, checkpoint=checkpoint, checkpoint_step=loaded.step,
                    seconds=seconds, chain=chain, compute=describe_compute(device, model_precision(loaded.model)),
                    fragment=fragment)
@@ -274,5 +276,5 @@ def sample_molecules(
 
 
 def chain_labels(frames: Sequence[ChainFrame]) -> list[str]:
-    """Labels of the chain's frames: the time t of each state, 'sample' for the final molecule."""
-    return [f"t = {frame.t:.3f}" for frame in frames[:-1]] + ["sample"]
+    """Labels of the chain's frames: the time t of each state, 't = 0 (sample)' for the final molecule."""
+    return [f"t = {frame.t:.3f}" for frame in frames[:-1]] + ["t = 0 (sample)"]

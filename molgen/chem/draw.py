@@ -10,16 +10,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from rdkit import Chem, rdBase
 from rdkit.Chem import rdDepictor
 from rdkit.Chem.Draw import rdMolDraw2D
 
 from molgen.atomic import atomic_write
 from molgen.chem.bonds import bond_order_matrix
+from molgen.chem.chain_view import ChainView, captioned, colour_key, stacked
 from molgen.chem.metrics import (
     Molecule,
     MoleculeCheck,
     build_molecule,
+    check_molecule,
     largest_fragment,
     sanitize,
 )
@@ -140,38 +143,41 @@ def _prepared(mol: Chem.Mol) -> Chem.Mol:
         return rdMolDraw2D.PrepareMolForDrawing(mol, kekulize=False, addChiralHs=False)
 
 
-def chain_frame_mol(positions: np.ndarray, atom_types: np.ndarray) -> Chem.Mol:
-    """One frame of a denoising chain: EDM's bonds at this frame, drawn at the 3D positions seen along z."""
-    mol = Chem.Mol(molecule_to_rdkit(positions, atom_types))
-    conformer = mol.GetConformer()
-    for index, (x, y, _) in enumerate(np.asarray(positions, dtype=np.float64).tolist()):
-        conformer.SetAtomPosition(index, (x, y, 0.0))
-    conformer.Set3D(False)
-    return mol
-
-
-def draw_chain(path: str | Path, frames: Sequence[Molecule], labels: Sequence[str], columns: int | None = None) -> None:
+def draw_chain(path: str | Path, frames: Sequence[Molecule], labels: Sequence[str]) -> None:
     """Write a denoising chain as a PNG strip (one panel per frame, left to right) or, for a .gif path, an animation.
 
-    Each frame shows the 3D state projected onto the xy plane (not a 2D layout), so the atoms can be followed
-    from frame to frame; bonds are EDM's rule at each frame.
+    The frames are seen in one fixed 3D view (`molgen.chem.chain_view`): atoms coloured by their type at that
+    frame, bonds by EDM's rule at that frame. A last panel shows the finished molecule (the last frame) as its 2D
+    depiction, labelled with its SMILES as in the grid; a row under the panels names the atom colours.
     """
     if not frames:
         raise ValueError("draw_chain needs at least one frame")
-    mols = [_prepared(chain_frame_mol(x, types)) for x, types in frames]
+    view = ChainView.fit([x for x, _ in frames], PANEL)
+    panels = [captioned(view.render(x, types), label) for (x, types), label in zip(frames, labels, strict=True)]
+    panels.append(_final_depiction(*frames[-1]))
     if str(path).lower().endswith(".gif"):
-        _write_gif(path, [_draw([mol], [label], 1, [False]) for mol, label in zip(mols, labels, strict=True)])
+        _write_gif(path, [stacked([panel, colour_key(panel.width)], horizontal=False) for panel in panels])
         return
-    png = _draw(mols, list(labels), columns or len(mols), [False] * len(mols))
+    strip = stacked(panels, horizontal=True)
     with atomic_write(path, "wb") as handle:
-        handle.write(png)
+        stacked([strip, colour_key(strip.width)], horizontal=False).save(handle, format="PNG")
 
 
-def _write_gif(path: str | Path, pngs: Sequence[bytes], milliseconds: int = 250) -> None:
-    """An animated GIF of PNG frames (the last one held for 2 s), written atomically."""
-    from PIL import Image
+def _final_depiction(positions: np.ndarray, atom_types: np.ndarray) -> Image.Image:
+    """The finished molecule as a chain panel: its 2D depiction (as in the grid), captioned with its SMILES."""
+    check = check_molecule(positions, atom_types)
+    mol = _depiction(positions, atom_types, check)
+    drawer = rdMolDraw2D.MolDraw2DCairo(*PANEL)
+    drawer.drawOptions().prepareMolsBeforeDrawing = False
+    with rdBase.BlockLogs():
+        drawer.DrawMolecule(_prepared(mol))
+    drawer.FinishDrawing()
+    panel = Image.open(io.BytesIO(drawer.GetDrawingText())).convert("RGB")
+    return captioned(panel, grid_legend(mol, check))
 
-    images = [Image.open(io.BytesIO(png)).convert("RGB") for png in pngs]
-    durations = [milliseconds] * (len(images) - 1) + [2000]
+
+def _write_gif(path: str | Path, images: Sequence[Image.Image], milliseconds: int = 400) -> None:
+    """An animated GIF of the images (the last one held for 3 s), written atomically."""
+    durations = [milliseconds] * (len(images) - 1) + [3000]
     with atomic_write(path, "wb") as handle:
         images[0].save(handle, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0)

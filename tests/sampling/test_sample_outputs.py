@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from molgen.chem.io import read_molecules
 from molgen.cli import main
+from molgen.sampling import sample_molecules
 
 
 def _sample(checkpoint, out, *extra: str) -> int:
@@ -88,3 +90,36 @@ def test_unwritable_out_fails_before_sampling(checkpoint, tmp_path, capsys, no_s
     assert _one_line_error(capsys) == (f"molgen: error: cannot write {blocked / 'samples'}: {blocked} is a file, "
                                        "not a folder\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blocked"]
+
+
+
+def test_chain_draws_molecule_zero_in_output_order(checkpoint, tmp_path, monkeypatch):
+    import molgen.chem.draw
+
+    drawn = []
+    monkeypatch.setattr(molgen.chem.draw, "draw_chain", lambda path, frames, labels: drawn.append(frames))
+    out = tmp_path / "out"
+    argv = ["sample", "--checkpoint", str(checkpoint), "-n", "6", "--steps", "3", "--batch-size", "2", "--seed", "2",
+            "--chain", "--chain-frames", "3", "--grid", "0", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    molecules = read_molecules(out / "molecules.xyz")
+    sizes = [len(types) for _, types in molecules]
+    assert sizes[0] > min(sizes)  # molecule 0 is not in the first batch of the size-sorted order
+    final_positions, final_types = drawn[0][-1]
+    np.testing.assert_array_equal(final_types, molecules[0][1])
+    np.testing.assert_allclose(final_positions, molecules[0][0], atol=1e-7)
+    assert all(len(types) == sizes[0] for _, types in drawn[0])
+
+
+def test_chain_picture_has_a_panel_per_frame_and_the_depiction(checkpoint, tmp_path):
+    from PIL import Image
+
+    from molgen.chem.draw import PANEL, draw_chain
+    from molgen.sampling import chain_labels
+
+    samples = sample_molecules(checkpoint, 2, steps=3, seed=1, chain_frames=3)
+    frames = [(frame.positions, frame.atom_types) for frame in samples.chain]
+    draw_chain(tmp_path / "chain.png", frames, chain_labels(samples.chain))
+    draw_chain(tmp_path / "chain.gif", frames, chain_labels(samples.chain))
+    assert Image.open(tmp_path / "chain.png").width == 4 * PANEL[0]  # 3 frames and the 2D depiction
+    assert Image.open(tmp_path / "chain.gif").n_frames == 4
