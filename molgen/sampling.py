@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -202,7 +202,7 @@ def generate(
     """Sample `settings.num_molecules` molecules from a loaded checkpoint; SamplingError names a failing step.
 
     With chain_frames > 0 molecule 0 (in output order) also has its denoising chain recorded (the final
-    molecule is the last frame).
+    molecule is the last frame). The returned settings name the steps taken, also when the default was asked for.
     With a fragment every molecule is sampled around it (`molgen.fragment`).
     """
     settings.check(loaded.schedule.timesteps)
@@ -238,7 +238,8 @@ def generate(
     chain = []
     if recorder is not None:
         chain = recorder.kept + [ChainFrame(0.0, *molecules[0])]
-    return Samples(molecules=molecules, settings=settings, checkpoint=checkpoint, checkpoint_step=loaded.step,
+    resolved = replace(settings, steps=settings.resolved_steps)
+    return Samples(molecules=molecules, settings=resolved, checkpoint=checkpoint, checkpoint_step=loaded.step,
                    seconds=seconds, chain=chain, compute=describe_compute(device, model_precision(loaded.model)),
                    fragment=fragment)
 

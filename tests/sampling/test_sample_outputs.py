@@ -92,6 +92,16 @@ def test_unwritable_out_fails_before_sampling(checkpoint, tmp_path, capsys, no_s
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blocked"]
 
 
+@pytest.mark.parametrize("sampler, steps", [("ancestral", 100), ("heun", 20)])
+def test_summary_records_the_steps_used(checkpoint, tmp_path, sampler, steps):
+    out = tmp_path / "out"
+    assert main(["sample", "--checkpoint", str(checkpoint), "-n", "2", "--sampler", sampler, "--out", str(out),
+                 "--grid", "0", "--no-progress", "--seed", "5"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["settings"]["steps"] == steps and summary["settings"]["sampler"] == sampler
+    assert summary["settings"]["seed"] == 5 and summary["n_molecules"] == 2
+    assert summary["files"] == [str(out / name) for name in ("molecules.sdf", "molecules.xyz")]
+
 
 def test_chain_draws_molecule_zero_in_output_order(checkpoint, tmp_path, monkeypatch):
     import molgen.chem.draw
