@@ -73,7 +73,8 @@ if [[ -n "$resume" ]]; then
 elif [[ -f "$run_dir/last.pt" ]]; then
     start=(--resume "$run_dir/last.pt")
 fi
-echo "segment: ${seconds} s of training on $device (cooldown share $cooldown_share); run folder $run_dir; ${start[*]:-a new run}"
+echo "segment: ${seconds} s of training on $device (cooldown share $cooldown_share); run folder $run_dir;" \
+    "${start[*]:-a new run}"
 
 # The segment stops itself (each branch finishes its step and saves); the outer timeout is a backstop that sends
 # SIGTERM (which also saves) if start-up, the benchmark, evaluations or saves take longer than expected.

@@ -131,6 +131,7 @@ class Trainer:
         progress: show a tqdm bar and print evaluation results.
         world: the processes of a data-parallel run (default: this process alone); with more than one, the process
             group must be joined first (`molgen.train.distributed.process_group`).
+        prefetch: prepare the next batch and its noise on a background thread during each step (None: on CUDA).
     """
 
     def __init__(
