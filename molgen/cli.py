@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -242,13 +243,22 @@ def _train_process(args: argparse.Namespace, config, world, resume: Path | None)
     if result.interrupted:
         say(f"stopped at step {result.step:,}, state saved to {result.checkpoint}; continue with the same command "
             "and --resume")
-        raise KeyboardInterrupt
+        raise Interrupted(trainer.stop_signal or signal.SIGINT)
     if result.out_of_time:
         say(f"time limit reached at step {result.step:,}, state saved to {result.checkpoint}; continue with the same "
             "command and --resume")
         return
     best = "" if result.best_nll is None else f"; best validation NLL {result.best_nll:.3f} ({trainer.best_path})"
     say(f"finished at step {result.step:,}: {result.checkpoint}{best}")
+
+
+class Interrupted(KeyboardInterrupt):
+    """A clean stop on a signal: `molgen` exits with 128 + its number (130 for SIGINT, 143 for SIGTERM), as a
+    shell reports a process that the signal ended."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -261,9 +271,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MolgenError as err:
         print(f"molgen: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         print("molgen: interrupted", file=sys.stderr)
-        return 130
+        return 128 + getattr(err, "signum", signal.SIGINT)
     return 0
 
 

@@ -197,6 +197,7 @@ class Trainer:
         self._eval_batches: list[MoleculeBatch] | None = None
         self._rdkit_note_given = False
         self._stop_requested = False
+        self.stop_signal: int | None = None  # the signal that asked this process to stop, if one did
         self._reported_at = -math.inf
 
     # ------------------------------------------------------------------------------------------ paths
@@ -637,7 +638,7 @@ class Trainer:
         def request_stop(signum, frame) -> None:
             if self._stop_requested and signum == signal.SIGINT:
                 raise KeyboardInterrupt
-            self._stop_requested = True
+            self._stop_requested, self.stop_signal = True, signum
             self._note(f"{signal.Signals(signum).name} received: saving after this step "
                        "(press Ctrl-C again to abort without saving)")
 

@@ -69,3 +69,23 @@ def test_script_wraps_the_command():
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "--help"], capture_output=True,
                             text=True, check=True)
     assert "--resume" in result.stdout and "--set KEY=VALUE" in result.stdout
+
+
+@pytest.mark.parametrize("signum, code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_signal_stops_training_with_the_shell_exit_code(config_file, tmp_path, monkeypatch, capsys, signum, code):
+    import os
+    import signal
+
+    from molgen.train.loop import Trainer
+
+    train_step = Trainer.train_step
+
+    def step_then_signal(self):
+        result = train_step(self)
+        os.kill(os.getpid(), getattr(signal, signum))
+        return result
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_signal)
+    assert main(["train", str(config_file), "--max-steps", "5", "--no-progress"]) == code
+    assert "stopped at step 1" in capsys.readouterr().out
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 1
