@@ -197,7 +197,8 @@ def evaluate_checkpoint(args: argparse.Namespace, training_smiles: Callable[[], 
               f"molecules, {args.nll_passes} pass(es), standard error)")
     if args.json is not None:
         payload = {"checkpoint": str(samples.checkpoint), "checkpoint_step": samples.checkpoint_step,
-                   "settings": asdict(samples.settings), "sampling_seconds": samples.seconds, "compute": samples.compute,
+                   "settings": asdict(samples.settings), "sampling_seconds": samples.seconds,
+                   "compute": samples.compute,
                    "seconds_per_molecule": samples.seconds_per_molecule, **metrics.to_dict(),
                    "intervals_95": {k: list(v) for k, v in intervals(metrics).items()},
                    "test_nll": None if nll is None else {"mean": nll.mean, "standard_error": nll.standard_error,

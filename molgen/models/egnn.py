@@ -20,7 +20,8 @@ edge MLP over the pair list ran ~3x (fp32) and ~1.5x (bf16) faster than over pad
 edge MLP is split, W [h_i, h_j, e_ij] = W_i h_i + W_j h_j + W_e e_ij, so that W_i h and W_j h are computed once per
 atom and gathered per pair (about N times fewer FLOPs than applying W to the concatenation). bf16 autocast (the
 run-time setting `autocast_dtype`, see molgen.precision.set_precision) runs the Linear layers in bf16; the
-coordinates (differences, norms, the position update), the residual stream h and the sums over neighbours stay in the input's dtype.
+coordinates (differences, norms, the position update), the residual stream h and the sums over neighbours stay
+in the input's dtype.
 """
 
 from __future__ import annotations
