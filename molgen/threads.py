@@ -1,30 +1,32 @@
-"""CPU threads for training and sampling: as many as the cores this process may use, waiting without spinning.
+"""CPU threads for training and sampling: the cores this process may use and that no one else is using.
 
 PyTorch's default is one thread per core of the machine, even where the process may use fewer (a CPU affinity
-mask, or a container's cgroup quota), and its OpenMP threads spin while they wait for each other. On a shared
-2-core machine both hurt badly: with one other busy process, the two threads of a parallel region take turns with
-it, and each one that finishes early burns its core spinning instead of yielding it. So molgen
+mask, or a container's cgroup quota), and even when another busy process already occupies some of them. On a
+shared 2-core machine the second case is the costly one: with one busy process beside it, a 2-thread team
+waits at every parallel region for the thread that shares its core (eval/bench_threads.md: 4-28% of the
+throughput alone, depending on the OpenMP wait policy), while one thread keeps 100% of its own. So, unless
+told otherwise (`threads`, or the MOLGEN_THREADS environment variable), molgen uses
 
-- uses min(cores in `os.sched_getaffinity`, the cgroup's `cpu.max` quota rounded up) threads, and
-- sets `OMP_WAIT_POLICY=PASSIVE` (waiting threads sleep) before torch is imported, unless the user chose a
-  policy. `molgen/__init__.py` calls `set_openmp_policy()` first thing, so importing molgen before torch is
-  enough; OpenMP reads the variable once, when torch loads it.
+    min(cores in `os.sched_getaffinity`, the cgroup's `cpu.max` quota rounded up, cores idle right now)
+
+threads, where "idle" is measured over 0.1 s from /proc/stat and counts low-priority (niced) work as idle: a
+`nice -n 19` background run yields its cores. At least one thread. Under torchrun, OMP_NUM_THREADS is left in
+force. The choice is made once, when sampling or training starts.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
+
+from molgen.errors import MolgenError
 
 CGROUP_V2_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 CGROUP_V1_QUOTA = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
 CGROUP_V1_PERIOD = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
-
-
-def set_openmp_policy() -> None:
-    """Let idle OpenMP threads sleep instead of spinning (effective only before torch is first imported)."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+PROC_STAT = Path("/proc/stat")
 
 
 def cgroup_cpu_quota(cpu_max: Path = CGROUP_V2_CPU_MAX, quota_v1: Path = CGROUP_V1_QUOTA,
@@ -54,6 +56,25 @@ def affinity_cores() -> int:
         return os.cpu_count() or 1
 
 
+def busy_cores(interval: float = 0.1, stat: Path = PROC_STAT) -> float | None:
+    """Cores' worth of normal-priority work on the machine over `interval` seconds (user, system, interrupts,
+    steal; niced work, idle and I/O wait excluded), or None where /proc/stat cannot be read."""
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in stat.read_text().splitlines()[0].split()[1:]]
+        user, _nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+        return user + system + irq + softirq + steal, sum(fields[:8])
+
+    try:
+        busy_0, total_0 = sample()
+        time.sleep(interval)
+        busy_1, total_1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total_1 <= total_0:
+        return None
+    return (busy_1 - busy_0) / (total_1 - total_0) * (os.cpu_count() or 1)
+
+
 def available_cores() -> int:
     """The cores this process may use: min(affinity mask, cgroup quota rounded up), at least 1."""
     cores = affinity_cores()
@@ -63,14 +84,35 @@ def available_cores() -> int:
     return max(1, cores)
 
 
+def free_cores() -> int:
+    """`available_cores()` less the cores other normal-priority processes keep busy right now, at least 1."""
+    cores = available_cores()
+    if cores == 1:
+        return 1
+    busy = busy_cores()
+    if busy is None:
+        return cores
+    idle = (os.cpu_count() or cores) - busy
+    return max(1, min(cores, math.floor(idle + 0.5)))
+
+
+def _threads_from_environment(text: str) -> int:
+    """MOLGEN_THREADS as a positive integer, else one clear MolgenError."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise MolgenError(f"MOLGEN_THREADS must be a positive integer, got {text!r}")
+    return int(text)
+
+
 def configure_threads(threads: int | None = None) -> int:
-    """Set torch's intra-op threads to `threads`; when None, to `available_cores()` unless OMP_NUM_THREADS is set
-    (as torchrun sets it for several processes per machine), which is then left in force. Returns the count."""
+    """Set torch's intra-op threads to `threads`; when None, to $MOLGEN_THREADS or `free_cores()`, unless
+    OMP_NUM_THREADS is set (as torchrun sets it), which is then left in force. Returns the count."""
     import torch
 
+    if threads is None and os.environ.get("MOLGEN_THREADS"):
+        threads = _threads_from_environment(os.environ["MOLGEN_THREADS"])
     if threads is None and os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads()
-    count = available_cores() if threads is None else threads
+    count = free_cores() if threads is None else threads
     if torch.get_num_threads() != count:
         torch.set_num_threads(count)
     return count

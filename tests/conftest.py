@@ -34,13 +34,22 @@ def qm9_splits(qm9_arrays):
 @pytest.fixture(autouse=True, scope="session")
 def _one_thread():
     """Run the tests on one intra-op thread: their tensors are small, and threads on a shared 2-core machine
-    mostly wait on each other (the 1000-step sampler test ran 10x slower with two under load)."""
+    mostly wait on each other (the 1000-step sampler test ran 10x slower with two under load). MOLGEN_THREADS
+    makes molgen's own thread choice (sampling, training, subprocesses) one thread too, so no test depends on
+    how busy the machine is."""
+    import os
+
     import torch
 
-    threads = torch.get_num_threads()
+    threads, variable = torch.get_num_threads(), os.environ.get("MOLGEN_THREADS")
     torch.set_num_threads(1)
+    os.environ["MOLGEN_THREADS"] = "1"
     yield
     torch.set_num_threads(threads)
+    if variable is None:
+        del os.environ["MOLGEN_THREADS"]
+    else:
+        os.environ["MOLGEN_THREADS"] = variable
 
 
 _BLOCK_IMPORTS = '''

@@ -1,14 +1,12 @@
-"""Thread count from the cores a process may use, and the OpenMP wait policy."""
+"""Thread count from the cores a process may use and the cores other processes keep busy."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
+import pytest
 import torch
 
 from molgen import threads
+from molgen.errors import MolgenError
 
 
 def test_cgroup_quota_v2_and_v1(tmp_path):
@@ -40,21 +38,43 @@ def test_available_cores_is_the_smaller_of_affinity_and_quota(monkeypatch):
 def test_configure_threads(monkeypatch):
     before = torch.get_num_threads()
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(threads, "available_cores", lambda: 1)
+    monkeypatch.delenv("MOLGEN_THREADS", raising=False)
+    monkeypatch.setattr(threads, "free_cores", lambda: 1)
     try:
         assert threads.configure_threads(None) == 1 and torch.get_num_threads() == 1
         assert threads.configure_threads(2) == 2 and torch.get_num_threads() == 2
+        monkeypatch.setenv("MOLGEN_THREADS", "1")
+        monkeypatch.setattr(threads, "free_cores", lambda: 2)
+        assert threads.configure_threads(None) == 1
+        monkeypatch.setenv("MOLGEN_THREADS", "two")
+        with pytest.raises(MolgenError, match="MOLGEN_THREADS must be a positive integer, got 'two'"):
+            threads.configure_threads(None)
+        monkeypatch.delenv("MOLGEN_THREADS")
         monkeypatch.setenv("OMP_NUM_THREADS", "2")
-        assert threads.configure_threads(None) == 2  # torchrun's choice is left in force
+        assert threads.configure_threads(None) == torch.get_num_threads()  # torchrun's choice is left in force
     finally:
         torch.set_num_threads(before)
 
 
-def test_importing_molgen_sets_a_passive_wait_policy_unless_the_user_chose_one():
-    code = "import molgen, os; print(os.environ.get('OMP_WAIT_POLICY'))"
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "PASSIVE"
-    out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
-                         capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "ACTIVE"
+def _stat_line(user, nice, system, idle, iowait=0):
+    return f"cpu  {user} {nice} {system} {idle} {iowait} 0 0 0 0 0\ncpu0 1 2 3 4\n"
+
+
+def test_busy_cores_count_normal_priority_work_only(tmp_path, monkeypatch):
+    stat = tmp_path / "stat"
+    stat.write_text(_stat_line(1000, 0, 0, 1000))
+    later = _stat_line(1000 + 90, 60, 10, 1000 + 40)  # over 200 ticks: 100 normal, 60 niced, 40 idle
+    monkeypatch.setattr(threads.time, "sleep", lambda seconds: stat.write_text(later))
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    assert threads.busy_cores(stat=stat) == pytest.approx(1.0)
+    assert threads.busy_cores(stat=tmp_path / "absent") is None
+
+
+def test_free_cores_leave_out_a_busy_process(monkeypatch):
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    for busy, expected in ((0.05, 2), (1.0, 1), (1.4, 1), (2.0, 1), (None, 2)):
+        monkeypatch.setattr(threads, "busy_cores", lambda busy=busy: busy)
+        assert threads.free_cores() == expected
+    monkeypatch.setattr(threads, "available_cores", lambda: 1)
+    assert threads.free_cores() == 1
