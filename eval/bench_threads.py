@@ -51,13 +51,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--precision", default="auto")
+    parser.add_argument("--only", type=int, nargs="*", default=None, metavar="ROW",
+                        help="measure only these rows (0-based, in the order above)")
     args = parser.parse_args()
     options = {"checkpoint": str(args.checkpoint), "molecules": 30, "steps": 50, "seconds": args.seconds,
                "precision": args.precision}
     print(f"30 molecules x 50 ancestral steps, repeated for {args.seconds:g} s, median of {args.repeats}")
     print("| setting | CPU | threads | precision | alone mol/s | beside a busy process mol/s | share |")
     print("|---|---|---|---|---|---|---|")
-    for name, (env, threads) in SETTINGS.items():
+    for row, (name, (env, threads)) in enumerate(SETTINGS.items()):
+        if args.only is not None and row not in args.only:
+            continue
         alone = median_throughput(env, threads, options, args.repeats, competitor=False)
         shared = median_throughput(env, threads, options, args.repeats, competitor=True)
         share = shared["molecules_per_second"] / alone["molecules_per_second"]
