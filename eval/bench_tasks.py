@@ -49,7 +49,7 @@ def train(options: dict) -> dict:
     from molgen.data.qm9 import QM9Dataset
     from molgen.data.sampler import SizeBucketBatchSampler
     from molgen.diffusion import diffusion_loss
-    from molgen.train.checkpoint import load_denoiser
+    from molgen.checkpoint import load_denoiser
 
     torch.set_num_threads(options["threads"])
     loaded = load_denoiser(options["checkpoint"])

@@ -22,7 +22,7 @@ from molgen.data.sampler import SizeBucketBatchSampler
 from molgen.diffusion import diffusion_loss, sample
 from molgen.precision import describe_compute, resolve_precision, set_precision
 from molgen.threads import configure_threads
-from molgen.train.checkpoint import load_denoiser
+from molgen.checkpoint import load_denoiser
 
 
 def training_steps(model, schedule, count: int):

@@ -21,11 +21,11 @@ from molgen.elements import ELEMENTS, TYPE_INDEX
 from molgen.errors import MolgenError
 
 if TYPE_CHECKING:
-    from molgen.data.batch import MoleculeBatch
+    from molgen.batch import MoleculeBatch
     from molgen.diffusion.nodes import NodeCountDistribution
     from molgen.diffusion.samplers import Callback
     from molgen.sampling import SampleSettings
-    from molgen.train.checkpoint import LoadedModel
+    from molgen.checkpoint import LoadedModel
 
 FixedSource = str | Path | tuple[Sequence, Sequence]
 """A fragment file (.xyz or .sdf, one molecule), or (positions [K, 3] in Å, atom types [K] as indices or symbols)."""

@@ -31,7 +31,7 @@ from molgen.errors import MolgenError
 from molgen.fragment import FixedSource, Fragment, check_fragment, fragment_atom_counts, load_fragment, sample_around
 from molgen.precision import check_precision, describe_compute, model_precision, resolve_precision, set_precision
 from molgen.threads import configure_threads
-from molgen.train.checkpoint import LoadedModel, load_denoiser
+from molgen.checkpoint import LoadedModel, load_denoiser
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "qm9_ponita_cpu.pt"
 SAMPLERS = ("ancestral", "heun")

@@ -1,5 +1,1 @@
-"""Molecule batches and the QM9 data set with EDM's split."""
-
-from molgen.data.batch import MoleculeBatch, MoleculeLayout
-
-__all__ = ["MoleculeBatch", "MoleculeLayout"]
+"""The QM9 data set with EDM's split, its on-disk cache, exports and statistics (the batch type is `molgen.batch`)."""

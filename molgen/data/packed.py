@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from molgen.data.batch import MoleculeBatch
+from molgen.batch import MoleculeBatch
 
 
 class PackedMolecules(Dataset):

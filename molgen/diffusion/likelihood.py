@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from molgen.data.batch import MoleculeBatch, MoleculeLayout
+from molgen.batch import MoleculeBatch, MoleculeLayout
 from molgen.diffusion.errors import LikelihoodError
 from molgen.diffusion.nodes import NodeCountDistribution
 from molgen.diffusion.process import (

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from molgen.data.batch import MoleculeBatch, MoleculeLayout
+from molgen.batch import MoleculeBatch, MoleculeLayout
 from molgen.diffusion.discrete import neg_log_p_charge_given_z0, neg_log_p_one_hot_given_z0
 from molgen.diffusion.schedule import NoiseSchedule, alpha, sigma
 from molgen.elements import ELEMENTS

@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from molgen.data.batch import MoleculeBatch, MoleculeLayout
+from molgen.batch import MoleculeBatch, MoleculeLayout
 from molgen.diffusion.errors import SamplingError
 from molgen.diffusion.nodes import NodeCountDistribution
 from molgen.diffusion.process import Denoiser, call_denoiser, sample_noise, state_to_batch

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from molgen.configbase import DictConfig
-from molgen.data.batch import MoleculeLayout
+from molgen.batch import MoleculeLayout
 from molgen.geometry.centroid import remove_centroid
 from molgen.nn.dense import dense_layout
 from molgen.precision import autocast

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from molgen.configbase import DictConfig
-from molgen.data.batch import MoleculeLayout
+from molgen.batch import MoleculeLayout
 from molgen.geometry.centroid import remove_centroid
 from molgen.geometry.invariants import orientation_invariants, pair_invariants
 from molgen.geometry.orientations import repulsion_grid

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from molgen.data.batch import MoleculeLayout
+from molgen.batch import MoleculeLayout
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from molgen.data.batch import MoleculeBatch
+from molgen.batch import MoleculeBatch
 from molgen.diffusion.process import STATE_DIM
 
 _MASK64 = (1 << 64) - 1

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from molgen.atomic import atomic_write
-from molgen.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from molgen.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 MAIN_NAME, SHIPPED_NAME, REPORT_NAME = "main.pt", "shipped.pt", "shipped.json"
 

@@ -41,7 +41,7 @@ from torch import Tensor
 from molgen import __version__
 from molgen.atomic import atomic_write
 from molgen.config import RunConfig, save_config
-from molgen.data.batch import MoleculeBatch
+from molgen.batch import MoleculeBatch
 from molgen.data.sampler import SizeBucketBatchSampler
 from molgen.device import resolve_device
 from molgen.diffusion import NodeCountDistribution, diffusion_loss, evaluate_nll
@@ -49,7 +49,7 @@ from molgen.errors import MolgenError
 from molgen.geometry.centroid import remove_centroid
 from molgen.precision import resolve_precision, set_precision
 from molgen.threads import configure_threads
-from molgen.train.checkpoint import (
+from molgen.checkpoint import (
     CHECKPOINT_FORMAT,
     CheckpointError,
     check_resume_config,
@@ -398,7 +398,7 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ state
 
     def state_dict(self) -> dict[str, Any]:
-        """The checkpoint payload (see molgen.train.checkpoint)."""
+        """The checkpoint payload (see molgen.checkpoint)."""
         return {
             "format_version": CHECKPOINT_FORMAT,
             "molgen_version": __version__,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from molgen.data.batch import MoleculeBatch, MoleculeLayout
+from molgen.batch import MoleculeBatch, MoleculeLayout
 from molgen.diffusion import PolynomialSchedule, initial_state
 from molgen.diffusion.inpainting import (
     Fragment,

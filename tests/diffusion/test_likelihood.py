@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from molgen.data.batch import MoleculeBatch
+from molgen.batch import MoleculeBatch
 from molgen.diffusion import (
     LikelihoodError,
     NodeCountDistribution,

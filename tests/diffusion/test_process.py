@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from molgen.data.batch import MoleculeBatch
+from molgen.batch import MoleculeBatch
 from molgen.diffusion import (
     PolynomialSchedule,
     batch_to_state,

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from molgen.data.batch import MoleculeBatch, MoleculeLayout
+from molgen.batch import MoleculeBatch, MoleculeLayout
 from molgen.diffusion import (
     NodeCountDistribution,
     PolynomialSchedule,

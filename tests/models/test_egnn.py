@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from molgen.data.batch import MoleculeLayout
+from molgen.batch import MoleculeLayout
 from molgen.geometry.centroid import centroid, remove_centroid
 from molgen.models.egnn import EGNN, EGNNConfig
 from molgen.precision import set_precision

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from molgen.data import MoleculeLayout
+from molgen.batch import MoleculeLayout
 from molgen.models.ponita import PAPER_SCALE, Ponita, PonitaConfig
 from molgen.precision import set_precision
 

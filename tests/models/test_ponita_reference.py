@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from molgen.data import MoleculeLayout
+from molgen.batch import MoleculeLayout
 from molgen.models.ponita import Ponita, PonitaConfig
 from molgen.nn.basis import KernelBasis
 from molgen.nn.dense import molecule_atoms, size_groups

@@ -16,7 +16,7 @@ import torch
 
 from molgen.config import RunConfig, load_config
 from molgen.data.export import load_export
-from molgen.train.checkpoint import save_checkpoint
+from molgen.checkpoint import save_checkpoint
 from molgen.train.clipping import AdaptiveClipper
 from molgen.train.distributed import World, process_group
 from molgen.train.loop import Trainer

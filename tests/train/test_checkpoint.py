@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import molgen.train.checkpoint as checkpoint_module
+import molgen.checkpoint as checkpoint_module
 from molgen.config import RunConfig
 from molgen.data.stats import node_count_histogram
 from molgen.errors import MolgenError
-from molgen.train.checkpoint import CHECKPOINT_FORMAT, REQUIRED_KEYS, load_checkpoint, save_checkpoint
+from molgen.checkpoint import CHECKPOINT_FORMAT, REQUIRED_KEYS, load_checkpoint, save_checkpoint
 from molgen.train.loop import Trainer
 
 from .helpers import ToyMolecules, assert_same_state, tiny_config

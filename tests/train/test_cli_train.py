@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from molgen.cli import main
-from molgen.train.checkpoint import load_checkpoint
+from molgen.checkpoint import load_checkpoint
 
 from .helpers import tiny_config
 

@@ -22,7 +22,7 @@ from molgen.diffusion import diffusion_loss
 from molgen.errors import MolgenError
 from molgen.geometry.centroid import remove_centroid
 from molgen.models.ponita import Ponita, PonitaConfig
-from molgen.train.checkpoint import load_checkpoint
+from molgen.checkpoint import load_checkpoint
 from molgen.train.distributed import World, shard
 from molgen.train.loop import Trainer, per_sample_noise
 

@@ -14,7 +14,7 @@ import torch
 
 from molgen.config import load_config
 from molgen.data.export import export_splits
-from molgen.train.checkpoint import load_checkpoint
+from molgen.checkpoint import load_checkpoint
 
 from .helpers import tiny_config
 

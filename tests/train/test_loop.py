@@ -12,7 +12,7 @@ from torch import nn
 from molgen.data.stats import node_count_histogram
 from molgen.errors import MolgenError
 from molgen.models.ponita import Ponita, PonitaConfig
-from molgen.train.checkpoint import load_checkpoint, load_denoiser
+from molgen.checkpoint import load_checkpoint, load_denoiser
 from molgen.train.clipping import AdaptiveClipper, global_grad_norm
 from molgen.train.batches import per_sample_noise, sample_seed
 from molgen.train.loop import NonFiniteError, Trainer

@@ -18,7 +18,7 @@ sys.path.insert(0, str(HERE.parents[2]))
 
 from tests.train.helpers import ToyMolecules, tiny_config  # noqa: E402
 
-from molgen.train.checkpoint import save_checkpoint  # noqa: E402
+from molgen.checkpoint import save_checkpoint  # noqa: E402
 from molgen.train.loop import Trainer  # noqa: E402
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from molgen.data import MoleculeBatch, MoleculeLayout
+from molgen.batch import MoleculeBatch, MoleculeLayout
 
 
 def _molecules(seed: int = 0):
