@@ -17,12 +17,12 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from molgen.checkpoint import load_denoiser
 from molgen.data.qm9 import QM9Dataset
 from molgen.data.sampler import SizeBucketBatchSampler
 from molgen.diffusion import diffusion_loss, sample
 from molgen.precision import describe_compute, resolve_precision, set_precision
 from molgen.threads import configure_threads
-from molgen.checkpoint import load_denoiser
 
 
 def training_steps(model, schedule, count: int):

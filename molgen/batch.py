@@ -13,6 +13,10 @@ from molgen.elements import ATOMIC_NUMBERS, ELEMENTS
 from molgen.geometry.centroid import remove_centroid
 
 _ATOMIC_NUMBER = torch.tensor(ATOMIC_NUMBERS)
+MAX_ATOMS = 29  # the largest QM9 molecule; node-count histograms have MAX_ATOMS + 1 bins
+
+Molecule = tuple[np.ndarray, np.ndarray]
+"""One molecule as arrays: positions float64 [N, 3] in Å and atom-type indices int64 [N] (into ELEMENTS)."""
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from molgen.diffusion import NLLEstimate, evaluate_nll
 from molgen.checkpoint import LoadedModel
+from molgen.diffusion import NLLEstimate, evaluate_nll
 
 Z_95 = 1.959963984540054  # the standard normal's 97.5% quantile
 

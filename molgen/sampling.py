@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from molgen.batch import Molecule
+from molgen.checkpoint import LoadedModel, load_denoiser
 from molgen.device import resolve_device
 from molgen.diffusion import sample
 from molgen.diffusion.process import state_to_batch
@@ -31,7 +33,6 @@ from molgen.errors import MolgenError
 from molgen.fragment import FixedSource, Fragment, check_fragment, fragment_atom_counts, load_fragment, sample_around
 from molgen.precision import check_precision, describe_compute, model_precision, resolve_precision, set_precision
 from molgen.threads import configure_threads
-from molgen.checkpoint import LoadedModel, load_denoiser
 
 SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "qm9_ponita_cpu.pt"
 SAMPLERS = ("ancestral", "heun")
@@ -40,7 +41,6 @@ SAMPLERS = ("ancestral", "heun")
 DEFAULT_SAMPLER = "ancestral"
 DEFAULT_STEPS = {"ancestral": 100, "heun": 20}  # EDM's protocol is ancestral with all 1000 steps
 
-Molecule = tuple[np.ndarray, np.ndarray]  # positions [N, 3] in Å, atom-type indices [N]
 
 
 def default_checkpoint() -> Path:

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from molgen.config import RunConfig
 from molgen.batch import MoleculeBatch
+from molgen.checkpoint import load_checkpoint, load_denoiser
+from molgen.config import RunConfig
 from molgen.errors import MolgenError
 from molgen.geometry.centroid import remove_centroid
 from molgen.precision import cpu_kind, model_precision, resolve_precision, set_precision
-from molgen.checkpoint import load_checkpoint, load_denoiser
 
 FIXTURE = Path(__file__).parent / "fixtures" / "qm9_ponita_860b5b7.pt"
 CPU = torch.device("cpu")

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 
 from molgen.atomic import atomic_write
+from molgen.batch import Molecule
 from molgen.chem.bonds import bond_order_matrix
 from molgen.elements import ATOMIC_NUMBERS, ELEMENTS, TYPE_INDEX
 from molgen.errors import MoleculeFileError
 
-Molecule = tuple[np.ndarray, np.ndarray]
 PathLike = str | os.PathLike
 
 V2000_MAX_COUNT = 999  # the atom and bond counts are three-character fields

@@ -21,10 +21,10 @@ import numpy as np
 from rdkit import Chem, rdBase
 from tqdm.auto import tqdm
 
+from molgen.batch import Molecule
 from molgen.chem.bonds import bond_order_matrix, valence_stable
 from molgen.elements import ELEMENTS
 
-Molecule = tuple[np.ndarray, np.ndarray]  # positions [N, 3] in Å, atom-type indices [N]
 
 _BOND_TYPES = (None, Chem.BondType.SINGLE, Chem.BondType.DOUBLE, Chem.BondType.TRIPLE)
 _ATOMS = tuple(Chem.Atom(symbol) for symbol in ELEMENTS)  # prototypes; AddAtom copies them

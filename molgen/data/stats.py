@@ -9,10 +9,9 @@ from pathlib import Path
 import torch
 
 from molgen.atomic import atomic_write
+from molgen.batch import MAX_ATOMS
 from molgen.data.qm9 import CACHE_FORMAT_VERSION, QM9Dataset, cache_dir
 from molgen.elements import ELEMENTS
-
-MAX_ATOMS = 29
 
 
 def node_count_histogram(dataset: QM9Dataset, max_atoms: int = MAX_ATOMS) -> torch.Tensor:

@@ -8,7 +8,6 @@ from molgen.diffusion.errors import LikelihoodError, SamplingError
 from molgen.diffusion.likelihood import NLLEstimate, NLLTerms, evaluate_nll, kl_prior, variational_nll
 from molgen.diffusion.nodes import NodeCountDistribution
 from molgen.diffusion.process import (
-    FEATURE_DIM,
     NORM_VALUES,
     NUM_TYPES,
     STATE_DIM,
@@ -35,7 +34,7 @@ from molgen.diffusion.samplers import (
 from molgen.diffusion.schedule import NoiseSchedule, PolynomialSchedule, polynomial_2_gamma
 
 __all__ = [
-    "FEATURE_DIM", "NORM_VALUES", "NUM_TYPES", "STATE_DIM", "Denoiser", "DiffusionLoss", "LikelihoodError",
+    "NORM_VALUES", "NUM_TYPES", "STATE_DIM", "Denoiser", "DiffusionLoss", "LikelihoodError",
     "NLLEstimate", "NLLTerms", "NodeCountDistribution", "NoiseSchedule", "PolynomialSchedule", "SamplerState",
     "SamplingError", "StepInfo", "ancestral_grid", "batch_to_state", "diffusion_loss", "evaluate_nll",
     "final_step", "initial_state", "karras_sigmas", "kl_prior", "noise_state", "polynomial_2_gamma", "sample",

@@ -24,7 +24,6 @@ from molgen.batch import MoleculeBatch, MoleculeLayout
 from molgen.diffusion.errors import LikelihoodError
 from molgen.diffusion.nodes import NodeCountDistribution
 from molgen.diffusion.process import (
-    FEATURE_DIM,
     Denoiser,
     batch_to_state,
     call_denoiser,
@@ -34,6 +33,7 @@ from molgen.diffusion.process import (
     sum_per_molecule,
 )
 from molgen.diffusion.schedule import NoiseSchedule, sigma
+from molgen.elements import NUM_FEATURES
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -80,7 +80,7 @@ def kl_prior(x: Tensor, h: Tensor, gamma_T: Tensor, layout: MoleculeLayout) -> t
     per_dimension = -log_sigma_T + 0.5 * sigma2_T - 0.5  # KL of one coordinate at zero data
     num_molecules = layout.num_molecules
     d_x = subspace_dimensionality(layout.num_atoms).to(torch.float64)  # [B]
-    d_h = FEATURE_DIM * layout.num_atoms.to(torch.float64)  # [B]
+    d_h = NUM_FEATURES * layout.num_atoms.to(torch.float64)  # [B]
     x2 = sum_per_molecule(x.to(torch.float64) ** 2, layout.batch, num_molecules)  # [B]
     h2 = sum_per_molecule(h.to(torch.float64) ** 2, layout.batch, num_molecules)  # [B]
     return d_x * per_dimension + 0.5 * alpha2_T * x2, d_h * per_dimension + 0.5 * alpha2_T * h2  # [B], [B]

@@ -17,13 +17,12 @@ from torch import Tensor
 from molgen.batch import MoleculeBatch, MoleculeLayout
 from molgen.diffusion.discrete import neg_log_p_charge_given_z0, neg_log_p_one_hot_given_z0
 from molgen.diffusion.schedule import NoiseSchedule, alpha, sigma
-from molgen.elements import ELEMENTS
+from molgen.elements import ELEMENTS, NUM_FEATURES
 from molgen.geometry.centroid import remove_centroid
 
 NORM_VALUES: tuple[float, float, float] = (1.0, 4.0, 10.0)  # x / 1, one-hot / 4, charge / 10 (EDM's QM9 setting)
 NUM_TYPES = len(ELEMENTS)  # 5 one-hot channels
-FEATURE_DIM = NUM_TYPES + 1  # 6: one-hot and charge
-STATE_DIM = 3 + FEATURE_DIM  # 9 channels per atom
+STATE_DIM = 3 + NUM_FEATURES  # 9 channels per atom
 
 Denoiser = Callable[[Tensor, Tensor, Tensor, MoleculeLayout], tuple[Tensor, Tensor]]
 """denoiser(z_x [M, 3], z_h [M, 6], t [B] in [0, 1], layout) -> (eps_x [M, 3] zero centroid, eps_h [M, 6])."""

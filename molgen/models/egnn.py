@@ -33,14 +33,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from molgen.configbase import DictConfig
 from molgen.batch import MoleculeLayout
+from molgen.configbase import DictConfig
+from molgen.elements import NUM_FEATURES
 from molgen.geometry.centroid import remove_centroid
 from molgen.nn.dense import dense_layout
 from molgen.precision import autocast
-
-NUM_FEATURES = 6
-"""Channels of z_h: the one-hot atom type / 4 (H, C, N, O, F) and the atomic number / 10."""
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from molgen.configbase import DictConfig
 from molgen.batch import MoleculeLayout
+from molgen.configbase import DictConfig
+from molgen.elements import NUM_FEATURES
 from molgen.geometry.centroid import remove_centroid
 from molgen.geometry.invariants import orientation_invariants, pair_invariants
 from molgen.geometry.orientations import repulsion_grid
@@ -30,7 +31,6 @@ from molgen.nn.conv import ConvNeXtBlock, SpatialKernels
 from molgen.nn.dense import dense_layout, from_dense, molecule_atoms, size_groups, to_dense
 from molgen.precision import autocast
 
-NUM_FEATURES = 6  # scaled one-hot (5) and charge (1)
 
 
 @dataclass(frozen=True)

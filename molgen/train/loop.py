@@ -40,15 +40,7 @@ from torch import Tensor
 
 from molgen import __version__
 from molgen.atomic import atomic_write
-from molgen.config import RunConfig, save_config
 from molgen.batch import MoleculeBatch
-from molgen.data.sampler import SizeBucketBatchSampler
-from molgen.device import resolve_device
-from molgen.diffusion import NodeCountDistribution, diffusion_loss, evaluate_nll
-from molgen.errors import MolgenError
-from molgen.geometry.centroid import remove_centroid
-from molgen.precision import resolve_precision, set_precision
-from molgen.threads import configure_threads
 from molgen.checkpoint import (
     CHECKPOINT_FORMAT,
     CheckpointError,
@@ -57,7 +49,17 @@ from molgen.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from molgen.config import RunConfig, save_config
+from molgen.data.sampler import SizeBucketBatchSampler
+from molgen.device import resolve_device
+from molgen.diffusion import NodeCountDistribution, diffusion_loss, evaluate_nll
+from molgen.errors import MolgenError
+from molgen.geometry.centroid import remove_centroid
+from molgen.precision import resolve_precision, set_precision
+from molgen.threads import configure_threads
+from molgen.train.batches import FirstMolecules, Prefetcher, RandomBatchSampler, per_sample_noise, rescaled_position
 from molgen.train.clipping import AdaptiveClipper, global_grad_norm, scale_gradients
+from molgen.train.cooldown import branch_points, finish_cooldown, start_branch
 from molgen.train.distributed import (
     World,
     any_process,
@@ -65,8 +67,6 @@ from molgen.train.distributed import (
     replicas_agree,
     shard,
 )
-from molgen.train.batches import FirstMolecules, Prefetcher, RandomBatchSampler, per_sample_noise, rescaled_position
-from molgen.train.cooldown import branch_points, finish_cooldown, start_branch
 from molgen.train.ema import EMASet
 from molgen.train.rngstate import capture_rng, restore_rng
 from molgen.train.schedule import build_schedule

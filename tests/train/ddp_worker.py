@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
+from molgen.checkpoint import save_checkpoint
 from molgen.config import RunConfig, load_config
 from molgen.data.export import load_export
-from molgen.checkpoint import save_checkpoint
 from molgen.train.clipping import AdaptiveClipper
 from molgen.train.distributed import World, process_group
 from molgen.train.loop import Trainer

@@ -6,8 +6,8 @@ from typing import Any
 
 import torch
 
-from molgen.config import RunConfig
 from molgen.batch import MoleculeBatch
+from molgen.config import RunConfig
 
 TINY_PONITA = {"orientations": 4, "hidden": 8, "layers": 1, "basis_dim": 4, "channels_per_kernel": 4,
                "basis_hidden": 4, "degree": 2}

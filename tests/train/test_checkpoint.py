@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import molgen.checkpoint as checkpoint_module
+from molgen.checkpoint import CHECKPOINT_FORMAT, REQUIRED_KEYS, load_checkpoint, save_checkpoint
 from molgen.config import RunConfig
 from molgen.data.stats import node_count_histogram
 from molgen.errors import MolgenError
-from molgen.checkpoint import CHECKPOINT_FORMAT, REQUIRED_KEYS, load_checkpoint, save_checkpoint
 from molgen.train.loop import Trainer
+import molgen.checkpoint as checkpoint_module
 
 from .helpers import ToyMolecules, assert_same_state, tiny_config
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from molgen.cli import main
 from molgen.checkpoint import load_checkpoint
+from molgen.cli import main
 
 from .helpers import tiny_config
 

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from molgen.checkpoint import load_checkpoint
 from molgen.cli import main
 from molgen.data.export import export_splits, load_export
 from molgen.diffusion import diffusion_loss
 from molgen.errors import MolgenError
 from molgen.geometry.centroid import remove_centroid
 from molgen.models.ponita import Ponita, PonitaConfig
-from molgen.checkpoint import load_checkpoint
 from molgen.train.distributed import World, shard
 from molgen.train.loop import Trainer, per_sample_noise
 

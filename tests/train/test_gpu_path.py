@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from molgen.checkpoint import load_checkpoint
 from molgen.config import load_config
 from molgen.data.export import export_splits
-from molgen.checkpoint import load_checkpoint
 
 from .helpers import tiny_config
 

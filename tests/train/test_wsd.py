@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
+from molgen.checkpoint import load_checkpoint, load_denoiser, save_checkpoint
 from molgen.data.stats import node_count_histogram
 from molgen.errors import MolgenError
-from molgen.checkpoint import load_checkpoint, load_denoiser, save_checkpoint
 from molgen.train.ema import EMASet
 from molgen.train.loop import Trainer
 from molgen.train.schedule import LearningRateSchedule, build_schedule, ema_decay_per_step
