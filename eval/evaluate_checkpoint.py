@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
+from molgen.chem.reference import training_smiles
 from molgen.data.qm9 import QM9Dataset
-from molgen.data.stats import training_smiles
 from molgen.evaluation import intervals, test_split_nll
 from molgen.sampling import SampleSettings, default_checkpoint, generate, load_model
 

@@ -11,8 +11,8 @@ import argparse
 from pathlib import Path
 
 from molgen.chem.metrics import evaluate_molecules
+from molgen.chem.reference import training_smiles
 from molgen.data.qm9 import SPLITS, load_splits
-from molgen.data.stats import training_smiles
 
 EDM_REFERENCE = {"test": (99.34, 95.22, 97.74, 97.74), "all": (99.36, 95.28, 97.68, 97.62)}
 

@@ -131,8 +131,8 @@ def _training_smiles(args: argparse.Namespace) -> set[str] | None:
     """EDM's training SMILES, or None when novelty is not wanted or the data is not installed."""
     if args.novelty == "no":
         return None
+    from molgen.chem.reference import training_smiles
     from molgen.data.qm9 import QM9Dataset
-    from molgen.data.stats import training_smiles
 
     try:
         return training_smiles(QM9Dataset("train", args.cache_dir), args.cache_dir)

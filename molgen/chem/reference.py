@@ -1,0 +1,32 @@
+"""The reference set of novelty: EDM's training SMILES, computed once and cached beside the QM9 data."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+from molgen.atomic import atomic_write
+from molgen.data.qm9 import CACHE_FORMAT_VERSION, QM9Dataset, cache_dir
+
+
+def training_smiles(dataset: QM9Dataset, directory: Path | None = None, progress: bool = True) -> set[str]:
+    """EDM's training SMILES for novelty (whole molecules, sanitisable ones only), cached beside the data.
+
+    The cache file `qm9_{split}_smiles_v{CACHE_FORMAT_VERSION}.txt` starts with a hash of the split's positions and
+    atom types; a file whose hash differs is recomputed.
+    """
+    from molgen.chem.metrics import training_smiles as compute  # RDKit: only when the cache misses
+
+    path = (directory or cache_dir()) / f"qm9_{dataset.split}_smiles_v{CACHE_FORMAT_VERSION}.txt"
+    key = hashlib.sha256(dataset.positions.numpy().tobytes() + dataset.atom_type.numpy().tobytes()).hexdigest()
+    if path.exists():
+        header, *smiles = path.read_text().splitlines()
+        if header == key:
+            return set(smiles)
+    if progress:
+        print(f"computing EDM's training SMILES for novelty, cached as {path} (once)", file=sys.stderr)
+    smiles = compute(dataset.molecules(), progress=progress)
+    with atomic_write(path) as handle:
+        handle.write("\n".join([key, *sorted(smiles)]) + "\n")
+    return smiles
