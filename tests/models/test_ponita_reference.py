@@ -7,8 +7,6 @@ import torch
 
 from molgen.batch import MoleculeLayout
 from molgen.models.ponita import Ponita, PonitaConfig
-from molgen.nn.basis import KernelBasis
-from molgen.nn.dense import molecule_atoms, size_groups
 from tests.models.ponita_reference import reference_forward
 
 UNIFORM = (11, 11, 11, 11)  # one block, no padding (a training bucket)
@@ -50,24 +48,3 @@ def test_forward_and_gradients_equal_the_reference(num_atoms, config, dtype, tol
         results.append((eps_x.detach(), eps_h.detach(), grads))
     for new, reference in zip(*results):
         assert ((new - reference).norm() / reference.norm()).item() <= tolerance
-
-
-def test_pair_basis_equals_the_tensor_power_features():
-    torch.manual_seed(1)
-    basis = KernelBasis(3, 8, 6, 3).double()
-    pair = torch.randn(4, 50, 2, dtype=torch.float64)  # [B, S, 2]
-    time = torch.rand(4, 1, dtype=torch.float64)  # [B, 1]
-    expected = basis(torch.cat([pair, time.unsqueeze(1).expand(4, 50, 1)], dim=-1))  # [B, S, K]
-    torch.testing.assert_close(basis.pair_basis(pair, time), expected, rtol=0, atol=1e-13)
-
-
-def test_size_groups_cover_each_molecule_once_and_keep_uniform_batches_whole():
-    assert [len(g) for g in size_groups(torch.tensor([18] * 64))] == [64]
-    counts = torch.tensor(MIXED)
-    groups = size_groups(counts)
-    assert 1 < len(groups) < len(MIXED)
-    assert sorted(torch.cat(groups).tolist()) == list(range(len(MIXED)))
-    assert max(int(counts[g].max()) for g in groups[:-1]) < int(counts.max())  # small molecules not padded to 29
-    layout = MoleculeLayout.from_num_atoms(counts)
-    atoms = molecule_atoms(layout, torch.tensor([3, 0]))
-    assert atoms.tolist() == list(range(37, 49)) + list(range(0, 5))
