@@ -154,4 +154,7 @@ def test_config_validation_and_round_trip():
         PonitaConfig(layer_scale=-1.0)
     with pytest.raises(ValueError, match="unknown key"):
         PonitaConfig.from_dict({"width": 3})
-    assert not math.isnan(PAPER_SCALE.hidden)
+    with pytest.raises(ValueError, match="layer_scale"):  # NaN is not positive: `not nan > 0` catches it
+        PonitaConfig(layer_scale=math.nan)
+    with pytest.raises(ValueError, match="hidden"):  # a NaN width is not a positive integer
+        PonitaConfig(hidden=math.nan)
