@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from molgen.configbase import DictConfig, check_keys
+from molgen.models.registry import model_names, model_spec
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
-MODEL_NAMES = ("ponita", "egnn")
 
 
 # ------------------------------------------------------------------------------------------------ coercion
@@ -145,7 +145,7 @@ class DiffusionConfig(DictConfig):
 
 @dataclass(frozen=True)
 class ModelConfig(DictConfig):
-    """The denoiser: its name and its own config (`PonitaConfig` / `EGNNConfig` fields).
+    """The denoiser: a registered model's name (molgen.models.registry) and the fields of its config class.
 
     `config` is resolved on construction to the model config's full field dict (defaults filled in), so a
     checkpoint records every field even if a default changes later.
@@ -153,11 +153,11 @@ class ModelConfig(DictConfig):
 
     SECTION = "model"
 
-    name: Literal["ponita", "egnn"] = "ponita"
+    name: str = "ponita"
     config: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check_choice("model", "name", self.name, MODEL_NAMES)
+        _check_choice("model", "name", self.name, model_names())
         if not isinstance(self.config, dict):
             raise ValueError(f"model.config must be a mapping of {self.name} fields, got {self.config!r}")
         if "autocast_bf16" in self.config:
@@ -170,11 +170,8 @@ class ModelConfig(DictConfig):
         _set(self, "config", resolved)
 
     def model_config(self):
-        """The `PonitaConfig` or `EGNNConfig` built from `config` (numeric strings in float fields read as floats)."""
-        if self.name == "ponita":
-            from molgen.models.ponita import PonitaConfig as cls
-        else:
-            from molgen.models.egnn import EGNNConfig as cls
+        """The model's config class built from `config` (numeric strings in float fields read as floats)."""
+        cls = model_spec(self.name).config_class
         float_fields = {f.name for f in fields(cls) if "float" in str(f.type)}
         values = {key: _number("model.config", key, value) if key in float_fields and isinstance(value, str) else value
                   for key, value in self.config.items()}
@@ -182,13 +179,7 @@ class ModelConfig(DictConfig):
 
     def build(self):
         """A fresh denoiser module."""
-        if self.name == "ponita":
-            from molgen.models.ponita import Ponita
-
-            return Ponita(self.model_config())
-        from molgen.models.egnn import EGNN
-
-        return EGNN(self.model_config())
+        return model_spec(self.name).model_class(self.model_config())
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict: name and the resolved model config."""

@@ -37,6 +37,7 @@ from molgen.batch import MoleculeLayout
 from molgen.configbase import DictConfig
 from molgen.elements import NUM_FEATURES
 from molgen.geometry.centroid import remove_centroid
+from molgen.models.registry import register_model
 from molgen.nn.dense import dense_layout
 from molgen.precision import autocast
 
@@ -230,3 +231,6 @@ class EGNN(nn.Module):
         eps_x = remove_centroid(x - z_x, layout.batch, layout.num_molecules)  # [M, 3]
         eps_h = out[:, :NUM_FEATURES].to(dtype)  # [M, 6]
         return eps_x, eps_h
+
+
+register_model("egnn", EGNNConfig, EGNN)

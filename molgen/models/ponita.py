@@ -26,6 +26,7 @@ from molgen.elements import NUM_FEATURES
 from molgen.geometry.centroid import remove_centroid
 from molgen.geometry.invariants import orientation_invariants, pair_invariants
 from molgen.geometry.orientations import repulsion_grid
+from molgen.models.registry import register_model
 from molgen.nn.basis import KernelBasis
 from molgen.nn.conv import ConvNeXtBlock, SpatialKernels
 from molgen.nn.dense import dense_layout, from_dense, molecule_atoms, size_groups, to_dense
@@ -161,3 +162,6 @@ class Ponita(nn.Module):
         molecule = t.view(b, 1) if self.config.time_in_basis else t.new_zeros(b, 0)  # [B, 1] or [B, 0]
         basis = self.spatial_basis.pair_basis(attributes.reshape(b, o * n * n, 2), molecule)  # [B, O*N*N, K]
         return basis.view(b, o, n * n, -1)  # [B, O, N*N, K]
+
+
+register_model("ponita", PonitaConfig, Ponita)
