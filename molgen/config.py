@@ -16,57 +16,21 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from molgen.configbase import DictConfig, check_keys
+from molgen.configbase import (
+    DictConfig,
+    apply_override,
+    as_integer,
+    as_number,
+    check_bool,
+    check_choice,
+    check_keys,
+    parse_value,
+    read_config_file,
+    set_field,
+)
 from molgen.models.registry import model_names, model_spec
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
-
-
-# ------------------------------------------------------------------------------------------------ coercion
-
-
-def _number(section: str, name: str, value: Any) -> float:
-    """A finite or infinite float from an int, float or numeric string; ValueError naming the field otherwise."""
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise ValueError(f"{section}.{name} must be a number, got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{section}.{name} must be a number, got {value!r}")
-    return float(value)
-
-
-def _integer(section: str, name: str, value: Any) -> int:
-    """An int from an int, an integral float (1.7e6) or a numeric string; ValueError naming the field otherwise."""
-    if isinstance(value, str):
-        text = value.strip().replace("_", "")
-        try:
-            value = int(text)
-        except ValueError:
-            try:
-                value = float(text)
-            except ValueError:
-                raise ValueError(f"{section}.{name} must be an integer, got {value!r}") from None
-    if isinstance(value, float) and math.isfinite(value) and value == int(value):
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{section}.{name} must be an integer, got {value!r}")
-    return value
-
-
-def _check_bool(section: str, name: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise ValueError(f"{section}.{name} must be true or false, got {value!r}")
-
-
-def _check_choice(section: str, name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{section}.{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
-
-
-def _set(obj: Any, name: str, value: Any) -> None:
-    object.__setattr__(obj, name, value)
 
 
 # ------------------------------------------------------------------------------------------------ sections
@@ -94,18 +58,16 @@ class DataConfig(DictConfig):
         if self.cache_dir is not None and not isinstance(self.cache_dir, (str, Path)):
             raise ValueError(f"data.cache_dir must be a path or null, got {self.cache_dir!r}")
         if self.cache_dir is not None:
-            _set(self, "cache_dir", str(self.cache_dir))
-        _set(self, "batch_size", _integer("data", "batch_size", self.batch_size))
+            set_field(self, "cache_dir", str(self.cache_dir))
+        set_field(self, "batch_size", as_integer("data", "batch_size", self.batch_size))
         if self.batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {self.batch_size}")
-        _check_bool("data", "bucket_by_size", self.bucket_by_size)
+        check_bool("data", "bucket_by_size", self.bucket_by_size)
         if self.max_train_molecules is not None:
-            _set(self, "max_train_molecules", _integer("data", "max_train_molecules", self.max_train_molecules))
+            set_field(self, "max_train_molecules", as_integer("data", "max_train_molecules", self.max_train_molecules))
             if self.max_train_molecules < self.batch_size:
                 raise ValueError(f"data.max_train_molecules must be >= data.batch_size ({self.batch_size}) or null, "
                                  f"got {self.max_train_molecules}")
-
-
 
 
 @dataclass(frozen=True)
@@ -126,15 +88,13 @@ class DiffusionConfig(DictConfig):
     normalization: Literal["molecule", "padded"] = "molecule"
 
     def __post_init__(self) -> None:
-        _set(self, "timesteps", _integer("diffusion", "timesteps", self.timesteps))
+        set_field(self, "timesteps", as_integer("diffusion", "timesteps", self.timesteps))
         if self.timesteps < 1:
             raise ValueError(f"diffusion.timesteps must be >= 1, got {self.timesteps}")
-        _set(self, "precision", _number("diffusion", "precision", self.precision))
+        set_field(self, "precision", as_number("diffusion", "precision", self.precision))
         if not 0 < self.precision < 0.5:
             raise ValueError(f"diffusion.precision must lie in (0, 0.5), got {self.precision}")
-        _check_choice("diffusion", "normalization", self.normalization, ("molecule", "padded"))
-
-
+        check_choice("diffusion", "normalization", self.normalization, ("molecule", "padded"))
 
     def build_schedule(self):
         """The noise schedule (a `PolynomialSchedule`)."""
@@ -157,7 +117,7 @@ class ModelConfig(DictConfig):
     config: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check_choice("model", "name", self.name, model_names())
+        check_choice("model", "name", self.name, model_names())
         if not isinstance(self.config, dict):
             raise ValueError(f"model.config must be a mapping of {self.name} fields, got {self.config!r}")
         if "autocast_bf16" in self.config:
@@ -167,14 +127,14 @@ class ModelConfig(DictConfig):
             resolved = self.model_config().to_dict()
         except (ValueError, TypeError) as err:
             raise ValueError(f"model.config: {err}") from None
-        _set(self, "config", resolved)
+        set_field(self, "config", resolved)
 
     def model_config(self):
         """The model's config class built from `config` (numeric strings in float fields read as floats)."""
         cls = model_spec(self.name).config_class
         float_fields = {f.name for f in fields(cls) if "float" in str(f.type)}
-        values = {key: _number("model.config", key, value) if key in float_fields and isinstance(value, str) else value
-                  for key, value in self.config.items()}
+        values = {key: as_number("model.config", key, value) if key in float_fields and isinstance(value, str)
+                  else value for key, value in self.config.items()}
         return cls.from_dict(values)
 
     def build(self):
@@ -185,8 +145,8 @@ class ModelConfig(DictConfig):
         """Plain dict: name and the resolved model config."""
         return {"name": self.name, "config": dict(self.config)}
 
-
     def __hash__(self) -> int:
+        """A hash of the name and the resolved config (a dict, which is not hashable itself)."""
         return hash((self.name, json.dumps(self.config, sort_keys=True)))
 
 
@@ -269,46 +229,46 @@ class TrainConfig(DictConfig):
             "sample_batch_size": 1, "sample_seed": 0, "max_consecutive_nonfinite": 1,
         }
         for name, lowest in integers.items():
-            value = _integer(s, name, getattr(self, name))
+            value = as_integer(s, name, getattr(self, name))
             if value < lowest:
                 raise ValueError(f"{s}.{name} must be an integer >= {lowest}, got {value}")
-            _set(self, name, value)
+            set_field(self, name, value)
         for name in ("lr", "min_lr", "weight_decay"):
-            _set(self, name, _number(s, name, getattr(self, name)))
+            set_field(self, name, as_number(s, name, getattr(self, name)))
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"{s}.lr must be a finite number > 0, got {self.lr}")
         if not (math.isfinite(self.min_lr) and 0 <= self.min_lr <= self.lr):
             raise ValueError(f"{s}.min_lr must lie in [0, lr = {self.lr}], got {self.min_lr}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ValueError(f"{s}.weight_decay must be a finite number >= 0, got {self.weight_decay}")
-        _set(self, "ema_decays", _ema_decays(self.ema_decays))
+        set_field(self, "ema_decays", _ema_decays(self.ema_decays))
         if self.warmup_steps and self.warmup_molecules:
             raise ValueError(f"{s}.warmup_molecules and {s}.warmup_steps: set one of them (the other 0)")
         if self.cooldown_molecules and not self.min_lr < self.lr:
             raise ValueError(f"{s}.min_lr must be below lr ({self.lr}) in a cooldown branch, got {self.min_lr}")
-        _check_choice(s, "lr_decay", self.lr_decay, ("none", "cosine"))
+        check_choice(s, "lr_decay", self.lr_decay, ("none", "cosine"))
         if self.lr_decay_steps is not None:
-            _set(self, "lr_decay_steps", _integer(s, "lr_decay_steps", self.lr_decay_steps))
+            set_field(self, "lr_decay_steps", as_integer(s, "lr_decay_steps", self.lr_decay_steps))
             if self.lr_decay_steps <= self.warmup_steps:
                 raise ValueError(f"{s}.lr_decay_steps must exceed warmup_steps ({self.warmup_steps}) or be null, "
                                  f"got {self.lr_decay_steps}")
         betas = self.betas
         if not isinstance(betas, (list, tuple)) or len(betas) != 2:
             raise ValueError(f"{s}.betas must be two numbers in [0, 1), got {betas!r}")
-        betas = tuple(_number(s, "betas", b) for b in betas)
+        betas = tuple(as_number(s, "betas", b) for b in betas)
         if not all(0 <= b < 1 for b in betas):
             raise ValueError(f"{s}.betas must be two numbers in [0, 1), got {list(betas)}")
-        _set(self, "betas", betas)
-        _check_bool(s, "amsgrad", self.amsgrad)
-        _check_bool(s, "adaptive_clipping", self.adaptive_clipping)
-        _check_choice(s, "sample_sampler", self.sample_sampler, ("heun", "ancestral"))
+        set_field(self, "betas", betas)
+        check_bool(s, "amsgrad", self.amsgrad)
+        check_bool(s, "adaptive_clipping", self.adaptive_clipping)
+        check_choice(s, "sample_sampler", self.sample_sampler, ("heun", "ancestral"))
         if not isinstance(self.device, str) or not _DEVICE.match(self.device):
             raise ValueError(f"{s}.device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {self.device!r}")
         if self.threads is not None:
-            _set(self, "threads", _integer(s, "threads", self.threads))
+            set_field(self, "threads", as_integer(s, "threads", self.threads))
             if self.threads < 1:
                 raise ValueError(f"{s}.threads must be an integer >= 1 or null, got {self.threads}")
-        _check_choice(s, "precision", self.precision, ("auto", "fp32", "bf16"))
+        check_choice(s, "precision", self.precision, ("auto", "fp32", "bf16"))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict of the fields (betas as a list)."""
@@ -324,11 +284,10 @@ def _ema_decays(values: Any) -> tuple[float, ...]:
         values = [values]
     if not isinstance(values, (list, tuple)) or not values:
         raise ValueError(f"train.ema_decays must be a list of numbers in [0, 1), got {values!r}")
-    decays = tuple(_number("train", "ema_decays", value) for value in values)
+    decays = tuple(as_number("train", "ema_decays", value) for value in values)
     if not all(0 <= d < 1 for d in decays) or len(set(decays)) != len(decays):
         raise ValueError(f"train.ema_decays must be distinct numbers in [0, 1), got {list(decays)}")
     return decays
-
 
 
 @dataclass(frozen=True)
@@ -348,7 +307,7 @@ class RunConfig:
                 raise ValueError(f"RunConfig.{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")
         if not isinstance(self.run_dir, (str, Path)) or not str(self.run_dir):
             raise ValueError(f"run_dir must be a folder path, got {self.run_dir!r}")
-        _set(self, "run_dir", str(self.run_dir))
+        set_field(self, "run_dir", str(self.run_dir))
 
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dict (JSON-able)."""
@@ -374,34 +333,6 @@ class RunConfig:
 # ------------------------------------------------------------------------------------------------ files
 
 
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The dict in a YAML (.yaml/.yml) or JSON file; ValueError naming the file if it cannot be read."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise ValueError(f"cannot read config file {path}: {err.strerror or err}") from None
-    if path.suffix.lower() in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ImportError:
-            raise ValueError(f"reading {path} needs PyYAML (pip install pyyaml), or write the config as JSON") from None
-        try:
-            values = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
-    else:
-        try:
-            values = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON: {err}") from None
-    if values is None:
-        values = {}
-    if not isinstance(values, dict):
-        raise ValueError(f"{path}: a config file must hold a mapping, got {type(values).__name__}")
-    return values
-
-
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
     """Load a RunConfig from a YAML or JSON file, with optional dotted-path overrides; errors name the file."""
     values = read_config_file(path)
@@ -422,41 +353,9 @@ def save_config(config: RunConfig, path: str | Path) -> None:
         handle.write("\n")
 
 
-def parse_value(text: str) -> Any:
-    """A command-line value: YAML/JSON scalars and lists (3e-4, true, null, [0.9, 0.99]); else the raw string."""
-    try:
-        import yaml
-
-        return yaml.safe_load(text)
-    except ImportError:
-        pass
-    except Exception:  # noqa: BLE001 (yaml.YAMLError; a malformed value stays a string)
-        return text
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
 def parse_override(text: str) -> tuple[str, Any]:
     """Parse `section.field=value` into (path, value); ValueError if there is no '=' or no path."""
     path, sep, value = text.partition("=")
     if not sep or not path.strip():
         raise ValueError(f"an override must look like section.field=value (e.g. train.lr=3e-4), got {text!r}")
     return path.strip(), parse_value(value.strip())
-
-
-def apply_override(values: dict[str, Any], path: str, value: Any) -> None:
-    """Set `values[a][b]... = value` for the dotted path "a.b...", creating missing mappings."""
-    keys = path.split(".")
-    if any(not key for key in keys):
-        raise ValueError(f"malformed override path {path!r}")
-    node = values
-    for depth, key in enumerate(keys[:-1]):
-        child = node.get(key)
-        if child is None:
-            child = node[key] = {}
-        if not isinstance(child, dict):
-            raise ValueError(f"cannot set {path}: {'.'.join(keys[:depth + 1])} is not a section")
-        node = child
-    node[keys[-1]] = value
