@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from molgen.checkpoint import load_denoiser
+from molgen.checkpoint import load_model
 from molgen.data.qm9 import QM9Dataset
 from molgen.data.sampler import SizeBucketBatchSampler
 from molgen.diffusion import diffusion_loss, sample
@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="also write the tables to this markdown file")
     args = parser.parse_args()
     configure_threads(args.threads)
-    loaded = load_denoiser(args.checkpoint)
+    loaded = load_model(args.checkpoint)
     precision = resolve_precision(args.precision, torch.device("cpu"))
     set_precision(loaded.model, precision)
     header = f"Compute: {describe_compute(torch.device('cpu'), precision)}; checkpoint {args.checkpoint}."

@@ -26,19 +26,24 @@ choice; format 2: one EMA, decay per step, schedules in steps). Files are read w
 
 from __future__ import annotations
 
+import os
 import pickle
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from molgen.atomic import atomic_write
+from molgen.config import DiffusionConfig, ModelConfig, RunConfig
+from molgen.diffusion.nodes import NodeCountDistribution
+from molgen.diffusion.schedule import NoiseSchedule
 from molgen.errors import MolgenError
 
 CHECKPOINT_FORMAT = 3
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "qm9_ponita_cpu.pt"
 
 REQUIRED_KEYS = (
     "format_version", "molgen_version", "config", "model", "ema", "optimizer", "step", "epoch", "batch_in_epoch",
@@ -53,6 +58,11 @@ class CheckpointError(MolgenError):
     def __init__(self, path: str | Path, problem: str) -> None:
         super().__init__(f"checkpoint {path}: {problem}")
         self.path, self.problem = Path(path), problem
+
+
+def decay_key(decay: float) -> str:
+    """The name of the EMA of a decay (per 64 molecules) in `emas` and in reports ('0.999')."""
+    return repr(float(decay))
 
 
 def save_checkpoint(payload: dict[str, Any], path: str | Path) -> None:
@@ -101,8 +111,6 @@ def _migrate_2_to_3(payload: dict[str, Any]) -> dict[str, Any]:
     The single EMA (decay per step) becomes `emas` {its decay per 64 molecules: state} and `train.ema_decays`;
     molecules seen = step x batch size. A run resumed with more decays starts the new EMAs from this one.
     """
-    from molgen.train.ema import decay_key
-
     payload = dict(payload)
     config = dict(payload["config"])
     train = dict(config.get("train", {}))
@@ -199,8 +207,6 @@ def check_resume_config(payload: dict[str, Any], config, path: str | Path) -> li
     The model and the diffusion must be the same (else CheckpointError listing the differences); other
     differences (learning rate, max_steps, evaluation schedule, ...) are allowed and returned as a list.
     """
-    from molgen.config import DiffusionConfig, ModelConfig
-
     stored = payload["config"]
     try:
         stored_model = ModelConfig.from_dict(stored["model"]).to_dict()
@@ -219,21 +225,41 @@ def check_resume_config(payload: dict[str, Any], config, path: str | Path) -> li
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """What `sample` and `evaluate` need from a checkpoint, without the data set."""
+    """A denoiser ready to sample or score, with what the diffusion needs around it.
+
+    Attributes:
+        model: the denoiser (`molgen.diffusion.Denoiser` call contract) in eval mode, with the weights chosen
+            (`use_ema`: the EMA that EDM samples with, else the trained weights).
+        config: the run config it was trained with.
+        schedule: the noise schedule of its diffusion.
+        node_distribution: p(N), the atom counts of its training split.
+        step: training steps taken; metrics: the run's evaluation records; path: the file (None if built in memory).
+        state: the whole checkpoint payload (optimizer, every EMA, random states), for a trainer to resume from.
+    """
 
     model: torch.nn.Module
-    schedule: torch.nn.Module
-    node_distribution: torch.nn.Module
-    config: Any
-    step: int
-    metrics: list[dict[str, Any]]
+    config: RunConfig
+    schedule: NoiseSchedule
+    node_distribution: NodeCountDistribution
+    step: int = 0
+    metrics: tuple[dict[str, Any], ...] = ()
+    use_ema: bool = True
+    path: Path | None = None
+    state: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model, schedule and p(N) live."""
+        return self.schedule.gamma_table.device
 
 
-def load_denoiser(path: str | Path, use_ema: bool = True, device: str | torch.device = "cpu") -> LoadedModel:
-    """Rebuild the denoiser (EMA weights by default, as EDM samples), schedule and p(N) from a checkpoint."""
-    from molgen.config import RunConfig
-    from molgen.diffusion import NodeCountDistribution
+def load_model(path: str | Path, use_ema: bool = True, device: str | torch.device = "cpu") -> LoadedModel:
+    """The one way from a checkpoint file to a model: read and migrate it, rebuild its registered denoiser with
+    the EMA (default, as EDM samples) or trained weights, its schedule and p(N), all on `device`.
 
+    CheckpointError (a MolgenError) names the file and the problem: unreadable, an invalid stored config, or
+    weights that do not fit the model of its config.
+    """
     payload = load_checkpoint(path)
     try:
         config = RunConfig.from_dict(payload["config"])
@@ -244,8 +270,22 @@ def load_denoiser(path: str | Path, use_ema: bool = True, device: str | torch.de
         model.load_state_dict(payload["ema" if use_ema else "model"])
     except RuntimeError as err:
         raise CheckpointError(path, f"weights do not fit the model of its config: {_first_line(err)}") from None
-    model.to(device).eval()
-    schedule = config.diffusion.build_schedule().to(device)
-    node_distribution = NodeCountDistribution(payload["node_histogram"]).to(device)
-    return LoadedModel(model=model, schedule=schedule, node_distribution=node_distribution, config=config,
-                       step=int(payload["step"]), metrics=list(payload["metrics"]))
+    return LoadedModel(
+        model=model.to(device).eval(), config=config, schedule=config.diffusion.build_schedule().to(device),
+        node_distribution=NodeCountDistribution(payload["node_histogram"]).to(device), step=int(payload["step"]),
+        metrics=tuple(payload["metrics"]), use_ema=use_ema, path=Path(path), state=payload,
+    )
+
+
+def resolve_checkpoint(path: str | Path | None = None) -> Path:
+    """The checkpoint to use: `path`, else $MOLGEN_CHECKPOINT, else the shipped checkpoints/qm9_ponita_cpu.pt.
+
+    MolgenError when no path was given and the shipped file is missing (a bad given path is load_model's error).
+    """
+    if path is not None:
+        return Path(path)
+    resolved = Path(os.environ.get("MOLGEN_CHECKPOINT", SHIPPED_CHECKPOINT))
+    if not resolved.is_file():
+        raise MolgenError(f"the shipped checkpoint is missing ({resolved}); pass a checkpoint path or set "
+                          "MOLGEN_CHECKPOINT")
+    return resolved

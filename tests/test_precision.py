@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from molgen.batch import MoleculeBatch
-from molgen.checkpoint import load_checkpoint, load_denoiser
+from molgen.checkpoint import load_checkpoint, load_model
 from molgen.config import RunConfig
 from molgen.errors import MolgenError
 from molgen.geometry.centroid import remove_centroid
@@ -76,7 +76,7 @@ def test_the_860b5b7_checkpoint_migrates_out_of_the_model_config():
 
 def test_fp32_and_bf16_outputs_of_the_shipped_model_agree():
     """bf16 autocast changes the 860b5b7 model's noise prediction by about 1% (positions) and 0.3% (features)."""
-    model = load_denoiser(FIXTURE).model
+    model = load_model(FIXTURE).model
     inputs = _noisy_molecules()
     with torch.inference_mode():
         set_precision(model, "fp32")

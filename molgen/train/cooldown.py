@@ -6,8 +6,8 @@ copy of the starting state as main.pt), decays the learning rate to `min_lr` ove
 (molgen.train.schedule) and, at its end, evaluates the fixed-subset validation NLL of every EMA and writes
 
   shipped.pt    the main branch's state where the branch started, so `molgen train CONFIG --resume shipped.pt`
-                continues the main branch, with `ema` (the sampling weights, what `load_denoiser` reads) replaced
-                by the cooled-down EMA of the best validation NLL, and a `shipped` entry describing it;
+                continues the main branch, with `ema` (the sampling weights, what `molgen.checkpoint.load_model`
+                reads) replaced by the cooled-down EMA of the best validation NLL, and a `shipped` entry describing it;
   shipped.json  every EMA's validation NLL and the choice.
 """
 

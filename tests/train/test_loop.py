@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from molgen.checkpoint import load_checkpoint, load_denoiser
+from molgen.checkpoint import load_checkpoint
+from molgen.checkpoint import load_model as load_denoiser
 from molgen.data.stats import node_count_histogram
 from molgen.errors import MolgenError
 from molgen.models.ponita import Ponita, PonitaConfig

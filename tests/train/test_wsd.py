@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from molgen.checkpoint import load_checkpoint, load_denoiser, save_checkpoint
+from molgen.checkpoint import load_checkpoint, load_model, save_checkpoint
 from molgen.data.stats import node_count_histogram
 from molgen.errors import MolgenError
 from molgen.train.ema import EMASet
@@ -92,7 +92,7 @@ def test_cooldown_branch_ships_the_best_ema_and_the_main_branch_resumes(qm9_spli
     assert set(report["val_nll_by_ema"]) == {"0.9", "0.95", "0.99"} and report["branch_end_molecules"] == 80
     assert report["val_nll"] == min(report["val_nll_by_ema"].values())
     assert_same_state(shipped["ema"], branch.emas.averages[repr(report["ema_decay"])].state_dict())
-    assert load_denoiser(tmp_path / "cool" / "shipped.pt").step == 3
+    assert load_model(tmp_path / "cool" / "shipped.pt").step == 3
     with pytest.raises(MolgenError, match="cooldown branch"):
         trainer_for(qm9_splits, tmp_path / "x").load_checkpoint(tmp_path / "cool" / "last.pt")
     # the main branch goes on from the shipped file exactly as from its own last.pt
