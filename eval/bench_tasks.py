@@ -1,8 +1,9 @@
 """Benchmark tasks run in a child process by eval/code_versions.py, under whichever molgen is on PYTHONPATH.
 
-Written against the API that molgen had at commit 860b5b7 and still has (load_model / generate / load_denoiser /
-diffusion_loss), so one task measures both versions. Precision: 860b5b7 kept it in the model config
-(`autocast_bf16`); today it is the model's run-time `autocast_dtype`.
+Written against both APIs, so one task measures both versions: 860b5b7's (`molgen.train.checkpoint.load_denoiser`,
+`molgen.sampling.load_model` and `generate(loaded, settings, path)`) and today's (`molgen.checkpoint.load_model`,
+`molgen.sampling.load_for_sampling` and `generate(loaded, settings)`). Precision: 860b5b7 kept it in the model
+config (`autocast_bf16`); today it is the model's run-time `autocast_dtype`.
     python eval/bench_tasks.py train '{"checkpoint": "...", "precision": "fp32", "threads": 2, "steps": 8}'
     python eval/bench_tasks.py sample '{"checkpoint": "...", "precision": "bf16", "molecules": 100, ...}'
 """
@@ -13,6 +14,7 @@ import dataclasses
 import json
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -43,16 +45,42 @@ def cpu_label() -> str:
     return "AVX-512 (no bf16)" if flags.get("avx512_f") else isa
 
 
+def load_checkpoint_model(path: str):
+    """The checkpoint's EMA denoiser, schedule and p(N), through either version's loading function (told apart by
+    the files of the molgen on PYTHONPATH: an import of a missing module could be served by an editable install)."""
+    import molgen
+
+    if (Path(molgen.__file__).parent / "train" / "checkpoint.py").is_file():
+        from molgen.train.checkpoint import load_denoiser
+
+        return load_denoiser(path)
+    from molgen.checkpoint import load_model
+
+    return load_model(path)
+
+
+def sampling_api():
+    """(load, generate) with today's signatures: load(path, settings) and generate(loaded, settings, progress)."""
+    import molgen.sampling as sampling
+
+    if hasattr(sampling, "load_for_sampling"):
+        return sampling.load_for_sampling, sampling.generate
+
+    def generate(loaded, settings, progress=False):
+        return sampling.generate(loaded, settings, None, progress=progress)
+
+    return sampling.load_model, generate
+
+
 def train(options: dict) -> dict:
     """Training steps of the checkpoint's denoiser: size-bucketed batches of 64 QM9 training molecules, EDM's
     l2 loss, backward, AdamW (amsgrad); one untimed warm-up step."""
     from molgen.data.qm9 import QM9Dataset
     from molgen.data.sampler import SizeBucketBatchSampler
     from molgen.diffusion import diffusion_loss
-    from molgen.checkpoint import load_denoiser
 
     torch.set_num_threads(options["threads"])
-    loaded = load_denoiser(options["checkpoint"])
+    loaded = load_checkpoint_model(options["checkpoint"])
     model = loaded.model.train()
     set_precision(model, options["precision"])
     dataset = QM9Dataset("train")
@@ -80,7 +108,7 @@ def train(options: dict) -> dict:
 def sample(options: dict) -> dict:
     """`molecules` molecules with the ancestral sampler on `steps` strided steps, batch `batch_size`, through
     molgen's own sampling driver (atom counts from the checkpoint's histogram, seed 0)."""
-    from molgen.sampling import SampleSettings, generate, load_model
+    from molgen.sampling import SampleSettings
 
     torch.set_num_threads(options["threads"])
     known = {f.name for f in dataclasses.fields(SampleSettings)}
@@ -90,9 +118,10 @@ def sample(options: dict) -> dict:
     if values["precision"] == "default":
         values["precision"] = "auto"
     settings = SampleSettings(**{k: v for k, v in values.items() if k in known})
-    loaded = load_model(options["checkpoint"], settings)
+    load, generate = sampling_api()
+    loaded = load(options["checkpoint"], settings)
     set_precision(loaded.model, options["precision"])
-    samples = generate(loaded, settings, options["checkpoint"], progress=False)
+    samples = generate(loaded, settings, progress=False)
     return {"seconds": samples.seconds, "molecules_per_second": options["molecules"] / samples.seconds,
             "precision": precision_of(loaded.model), "cpu": cpu_label(), "threads": torch.get_num_threads()}
 
@@ -100,16 +129,17 @@ def sample(options: dict) -> dict:
 def throughput(options: dict) -> dict:
     """Molecules per second of repeated `sample` calls (`molecules` x `steps`) over `seconds` of wall time,
     with molgen's own thread choice unless `threads` is given (today's code only)."""
-    from molgen.sampling import SampleSettings, generate, load_model
+    from molgen.sampling import SampleSettings
 
     settings = SampleSettings(num_molecules=options["molecules"], sampler="ancestral", steps=options["steps"],
                               batch_size=options["molecules"], device="cpu", precision=options["precision"],
                               threads=options.get("threads"))
-    loaded = load_model(options["checkpoint"], settings)
-    generate(loaded, settings, options["checkpoint"], progress=False)  # warm-up
+    load, generate = sampling_api()
+    loaded = load(options["checkpoint"], settings)
+    generate(loaded, settings, progress=False)  # warm-up
     molecules, start = 0, time.perf_counter()
     while time.perf_counter() - start < options["seconds"]:
-        generate(loaded, settings, options["checkpoint"], progress=False)
+        generate(loaded, settings, progress=False)
         molecules += options["molecules"]
     return {"molecules_per_second": molecules / (time.perf_counter() - start), "threads": torch.get_num_threads(),
             "precision": precision_of(loaded.model), "cpu": cpu_label()}

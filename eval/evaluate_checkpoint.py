@@ -23,7 +23,7 @@ import torch
 from molgen.chem.reference import training_smiles
 from molgen.data.qm9 import QM9Dataset
 from molgen.evaluation import intervals, test_split_nll
-from molgen.sampling import SampleSettings, default_checkpoint, generate, load_model
+from molgen.sampling import SampleSettings, generate, load_for_sampling
 
 PUBLISHED = [  # FACTS.md: QM9, 10,000 samples
     ("data", "–", "–", "99.0", "95.2", "97.7", "97.7"),
@@ -57,8 +57,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="also append the table (and JSON beside it)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    loaded = load_model(args.checkpoint, SampleSettings(device="cpu"))
-    path = args.checkpoint or default_checkpoint()
+    loaded = load_for_sampling(args.checkpoint, SampleSettings(device="cpu"))
+    path = loaded.path
     reference = training_smiles(QM9Dataset("train"))
     start = time.perf_counter()
     nll = test_split_nll(loaded, passes=args.nll_passes, batch_size=args.batch_size) if args.nll_passes else None
@@ -73,7 +73,7 @@ def main() -> None:
     for sampler, steps, count in parse_rows(args.rows):
         settings = SampleSettings(num_molecules=count, sampler=sampler, steps=steps, batch_size=args.batch_size,
                                   device="cpu")
-        samples = generate(loaded, settings, path, progress=True)
+        samples = generate(loaded, settings, progress=True)
         metrics = samples.metrics(reference)
         bounds = intervals(metrics)
         line = (f"| molgen PONITA (step {loaded.step:,}) | {sampler} | {steps} | {count:,} | {nll_text} | "

@@ -154,7 +154,7 @@ class MoleculeBatch:
         """The same molecules with new positions [M, 3]."""
         return replace(self, x=x)
 
-    def molecules(self) -> list[tuple[np.ndarray, np.ndarray]]:
+    def molecules(self) -> list[Molecule]:
         """Per-molecule (positions float64 [N, 3], atom types int64 [N]) pairs, the input of the metrics."""
         x = self.x.detach().cpu().to(torch.float64).numpy()
         types = self.atom_type.detach().cpu().numpy()
@@ -183,3 +183,9 @@ class MoleculeBatch:
         num_atoms = torch.bincount(batch, minlength=num_molecules)  # [B]
         index = getattr(data, "gdb_id", None)
         return cls.from_arrays(data.pos, data.atom_type, num_atoms, index=index)
+
+
+def size_batches(num_atoms: Tensor, batch_size: int) -> list[Tensor]:
+    """Indices into num_atoms [B] grouped into batches of at most batch_size molecules of similar size (sorted by
+    atom count, stable), so that per-batch padding stays small: int64 tensors."""
+    return list(torch.split(torch.argsort(torch.as_tensor(num_atoms), stable=True), batch_size))

@@ -152,7 +152,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     if args.json is not None:
         check_output_file(args.json)
     if args.checkpoint is not None:
-        evaluate_checkpoint(args, lambda: _training_smiles(args))
+        evaluate_checkpoint(args, lambda: _training_smiles(args), args.json, args.cache_dir)
         return
     if args.qm9_split:
         from molgen.data.qm9 import QM9Dataset

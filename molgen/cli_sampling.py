@@ -10,11 +10,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 from molgen.cli_help import HelpFormatter
+from molgen.diffusion.samplers import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS
 from molgen.errors import DataError
 from molgen.evaluation import intervals
 from molgen.outputs import writing
 from molgen.precision import PRECISIONS
-from molgen.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS, SampleSettings
+from molgen.sampling import SampleSettings
 
 GRID_COLUMNS = 6
 SAMPLE_FILES = ("molecules.sdf", "molecules.xyz", "grid.png", "chain.png", "chain.gif", "summary.json")
@@ -109,14 +110,13 @@ def _settings(args: argparse.Namespace) -> SampleSettings:
 def _sampled(args: argparse.Namespace, chain_frames: int = 0):
     """Load the checkpoint and sample as the arguments say; returns (LoadedModel, Samples)."""
     from molgen.fragment import load_fragment
-    from molgen.sampling import default_checkpoint, generate, load_model
+    from molgen.sampling import generate, load_for_sampling
 
     settings = _settings(args)
     settings.check()
     fragment = load_fragment(args.fix) if getattr(args, "fix", None) is not None else None
-    loaded = load_model(args.checkpoint, settings)
-    path = args.checkpoint if args.checkpoint is not None else default_checkpoint()
-    return loaded, generate(loaded, settings, path, progress=not args.no_progress, chain_frames=chain_frames,
+    loaded = load_for_sampling(args.checkpoint, settings)
+    return loaded, generate(loaded, settings, progress=not args.no_progress, chain_frames=chain_frames,
                             fragment=fragment)
 
 
@@ -182,20 +182,27 @@ def _write_json(path: Path, payload: dict) -> None:
         json.dump(payload, handle, indent=2)
 
 
-def evaluate_checkpoint(args: argparse.Namespace, training_smiles: Callable[[], set[str] | None]) -> None:
+def evaluate_checkpoint(
+    args: argparse.Namespace,
+    training_smiles: Callable[[], set[str] | None],
+    json_path: Path | None = None,
+    cache_dir: Path | None = None,
+) -> None:
     """`molgen evaluate --checkpoint`: EDM's protocol — metrics of N samples with 95% CIs and the test NLL.
 
-    `training_smiles` is called after sampling (it may need the QM9 data; a bad checkpoint fails first).
+    `args` holds the options of `add_checkpoint_arguments`; `training_smiles` is called after sampling (it may need
+    the QM9 data; a bad checkpoint fails first); the metrics also go to `json_path`; the test split is read from
+    the QM9 cache in `cache_dir` (None: the default cache).
     """
     loaded, samples = _sampled(args)
     metrics = samples.metrics(training_smiles())
-    nll = _test_nll(loaded, args) if args.nll_passes else None
+    nll = _test_nll(loaded, args, cache_dir) if args.nll_passes else None
     print(_describe(samples))
     print(metrics.format_table(intervals(metrics)))
     if nll is not None:
         print(f"test NLL {nll.mean:.2f} ± {nll.standard_error:.2f} nats per molecule ({nll.num_molecules:,} test "
               f"molecules, {args.nll_passes} pass(es), standard error)")
-    if args.json is not None:
+    if json_path is not None:
         payload = {"checkpoint": str(samples.checkpoint), "checkpoint_step": samples.checkpoint_step,
                    "settings": asdict(samples.settings), "sampling_seconds": samples.seconds,
                    "compute": samples.compute,
@@ -204,17 +211,17 @@ def evaluate_checkpoint(args: argparse.Namespace, training_smiles: Callable[[], 
                    "test_nll": None if nll is None else {"mean": nll.mean, "standard_error": nll.standard_error,
                                                          "num_molecules": nll.num_molecules,
                                                          "passes": args.nll_passes}}
-        with writing(args.json):
-            _write_json(args.json, payload)
-        print(f"metrics written to {args.json}")
+        with writing(json_path):
+            _write_json(json_path, payload)
+        print(f"metrics written to {json_path}")
 
 
-def _test_nll(loaded, args: argparse.Namespace):
+def _test_nll(loaded, args: argparse.Namespace, cache_dir: Path | None):
     """EDM's test-split NLL of the loaded weights, or None (with a note) when the QM9 data is not installed."""
     from molgen.evaluation import test_split_nll
 
     try:
-        return test_split_nll(loaded, args.cache_dir, args.nll_passes, args.batch_size, args.seed,
+        return test_split_nll(loaded, cache_dir, args.nll_passes, args.batch_size, args.seed,
                               args.nll_molecules, progress=not args.no_progress)
     except DataError as err:
         print(f"test NLL not computed: {err}", file=sys.stderr)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from molgen.batch import size_batches
 from molgen.checkpoint import LoadedModel
 from molgen.diffusion import NLLEstimate, evaluate_nll
 
@@ -50,8 +51,7 @@ def test_split_nll(
 
     test = QM9Dataset("test", cache_dir)
     count = len(test) if max_molecules is None else min(max_molecules, len(test))
-    order = torch.argsort(torch.as_tensor(test.num_atoms[:count]), stable=True)  # [count]
-    batches = [test.batch(chunk) for chunk in torch.split(order, batch_size)]
+    batches = [test.batch(chunk) for chunk in size_batches(test.num_atoms[:count], batch_size)]
     with torch.inference_mode():
         return evaluate_nll(loaded.model, loaded.schedule, batches, loaded.node_distribution, passes=passes,
-                            generator=seed, progress=progress, device=loaded.schedule.gamma_table.device)
+                            generator=seed, progress=progress, device=loaded.device)

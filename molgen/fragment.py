@@ -1,7 +1,7 @@
 """Sampling around a fixed fragment from a checkpoint: `molgen sample --fix FRAGMENT`, `sample_molecules(fixed=...)`.
 
-Reads and checks the fragment (one molecule from an XYZ/SDF file, or positions and atom types), draws the atom
-counts from the training histogram restricted to N > K, and calls the method,
+Reads and checks the fragment (one molecule from an XYZ/SDF file, or positions and atom types) and calls the
+method (the sampling driver draws the atom counts from the training histogram restricted to N > K),
 `molgen.diffusion.inpainting.sample_inpainting` (EDM's ancestral sampler with replacement and RePaint round
 trips; each molecule's copy of the fragment turned by a random rotation, since PONITA on a fixed orientation grid
 is only approximately equivariant). Every request that cannot be sampled is one `MolgenError`.
@@ -23,7 +23,7 @@ from molgen.errors import MolgenError
 if TYPE_CHECKING:
     from molgen.batch import MoleculeBatch
     from molgen.diffusion.nodes import NodeCountDistribution
-    from molgen.diffusion.samplers import Callback
+    from molgen.diffusion.samplers import StepHook
     from molgen.sampling import SampleSettings
     from molgen.checkpoint import LoadedModel
 
@@ -93,29 +93,15 @@ def check_fragment(fragment: Fragment | None, settings: SampleSettings, nodes: N
         raise MolgenError(f"cannot sample molecules of {settings.num_atoms} atoms: the model saw none in training")
 
 
-def fragment_atom_counts(
-    nodes: NodeCountDistribution, fragment: Fragment, settings: SampleSettings, generator: torch.Generator
-) -> torch.Tensor:
-    """The atom count of every molecule, int64 [num_molecules]: settings.num_atoms, or drawn from p(N | N > K)."""
-    if settings.num_atoms is not None:
-        return torch.full((settings.num_molecules,), settings.num_atoms, dtype=torch.int64)  # [B]
-    from molgen.diffusion.nodes import NodeCountDistribution
-
-    histogram = nodes.histogram.clone()  # [N_max + 1]
-    histogram[: fragment.num_atoms + 1] = 0
-    return NodeCountDistribution(histogram).sample(settings.num_molecules, generator).cpu()  # [B]
-
-
 def sample_around(
     loaded: LoadedModel,
     fragment: Fragment,
     counts: torch.Tensor,
     settings: SampleSettings,
     generator: torch.Generator,
-    callback: Callback,
-    device: torch.device,
+    callback: StepHook,
 ) -> MoleculeBatch:
     """One batch of molecules of counts [B] atoms around the fragment, in the fragment's frame."""
     return sample_inpainting(loaded.model, loaded.schedule, fragment, counts, steps=settings.resolved_steps,
                              resample=settings.resample, rotate=True, generator=generator, callback=callback,
-                             device=device)
+                             device=loaded.device)

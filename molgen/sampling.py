@@ -8,11 +8,13 @@
 Atom counts are drawn from the checkpoint's training histogram (EDM), molecules are generated in batches of
 similar size with the EMA weights, and every random draw comes from one generator seeded by `seed`: the same
 seed, batch size and device give the same molecules. Nothing here needs the QM9 data package.
+
+`generate` is the one sampling driver: the CLI, this API, evaluation and the trainer's in-training samples all
+call it with a `LoadedModel` (`molgen.checkpoint`) and `SampleSettings`.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -23,29 +25,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from molgen.batch import Molecule
-from molgen.checkpoint import LoadedModel, load_denoiser
+from molgen.batch import Molecule, size_batches
+from molgen.checkpoint import LoadedModel, load_model, resolve_checkpoint
 from molgen.device import resolve_device
-from molgen.diffusion import sample
 from molgen.diffusion.process import state_to_batch
-from molgen.diffusion.samplers import StepInfo
+from molgen.diffusion.samplers import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS, StepInfo, atom_counts, sample
 from molgen.errors import MolgenError
-from molgen.fragment import FixedSource, Fragment, check_fragment, fragment_atom_counts, load_fragment, sample_around
+from molgen.fragment import FixedSource, Fragment, check_fragment, load_fragment, sample_around
 from molgen.precision import check_precision, describe_compute, model_precision, resolve_precision, set_precision
 from molgen.threads import configure_threads
-
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "qm9_ponita_cpu.pt"
-SAMPLERS = ("ancestral", "heun")
-# The default: the best quality per second measured on the shipped checkpoint (eval/qm9_checkpoint_eval.md):
-# EDM's ancestral sampler on 100 strided steps beat Heun with 10, 20 and 40 steps in stability.
-DEFAULT_SAMPLER = "ancestral"
-DEFAULT_STEPS = {"ancestral": 100, "heun": 20}  # EDM's protocol is ancestral with all 1000 steps
-
-
-
-def default_checkpoint() -> Path:
-    """$MOLGEN_CHECKPOINT if set, else the shipped checkpoints/qm9_ponita_cpu.pt of this source tree."""
-    return Path(os.environ.get("MOLGEN_CHECKPOINT", SHIPPED_CHECKPOINT))
 
 
 @dataclass(frozen=True)
@@ -111,7 +99,7 @@ class Samples:
 
     molecules: list[Molecule]
     settings: SampleSettings
-    checkpoint: Path
+    checkpoint: Path | None
     checkpoint_step: int
     seconds: float
     chain: list[ChainFrame] = field(default_factory=list)
@@ -142,35 +130,28 @@ class Samples:
         return [molecule_to_rdkit(x, types) for x, types in self.molecules]
 
 
-def load_model(checkpoint: str | Path | None = None, settings: SampleSettings = SampleSettings()) -> LoadedModel:
-    """The checkpoint's denoiser (EMA weights unless settings.use_ema is False) on the settings' device, set to
-    the settings' precision (resolved for that device) and threads."""
-    path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
-    if checkpoint is None and not path.is_file():
-        raise MolgenError(f"the shipped checkpoint is missing ({path}); pass a checkpoint path or set "
-                          "MOLGEN_CHECKPOINT")
+def load_for_sampling(checkpoint: str | Path | None = None, settings: SampleSettings = SampleSettings()) -> LoadedModel:
+    """The checkpoint (default: `resolve_checkpoint`) loaded with the weights the settings ask for, on their device,
+    set to their precision (resolved for that device) and threads."""
     device = resolve_device(settings.device)
     configure_threads(settings.threads)
-    loaded = load_denoiser(path, use_ema=settings.use_ema, device=device)
+    loaded = load_model(resolve_checkpoint(checkpoint), use_ema=settings.use_ema, device=device)
     set_precision(loaded.model, resolve_precision(settings.precision, device))
     return loaded
 
 
-def atom_counts(loaded: LoadedModel, settings: SampleSettings, generator: torch.Generator) -> torch.Tensor:
-    """The atom count of every molecule, int64 [num_molecules]: drawn from p(N), or the one count asked for."""
+def draw_atom_counts(
+    loaded: LoadedModel, settings: SampleSettings, generator: torch.Generator, fragment: Fragment | None = None
+) -> torch.Tensor:
+    """The atom count of every molecule, int64 [num_molecules]: the one count asked for, or drawn from p(N)
+    (around a fragment of K atoms: from p(N | N > K))."""
+    above = 0 if fragment is None else fragment.num_atoms
     if settings.num_atoms is None:
-        return loaded.node_distribution.sample(settings.num_molecules, generator).cpu()  # [B]
-    counts = torch.full((settings.num_molecules,), settings.num_atoms, dtype=torch.int64)  # [B]
+        return atom_counts(loaded.node_distribution, settings.num_molecules, generator, above=above)  # [B]
     try:
-        loaded.node_distribution.check_supported(counts[:1])
+        return atom_counts(loaded.node_distribution, num_atoms=[settings.num_atoms] * settings.num_molecules)  # [B]
     except ValueError as err:
         raise MolgenError(f"cannot sample molecules of {settings.num_atoms} atoms: {err}") from None
-    return counts
-
-
-def size_batches(counts: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
-    """Indices into counts [B] grouped into batches of similar size (sorted by count, stable), for less padding."""
-    return list(torch.split(torch.argsort(counts, stable=True), batch_size))
 
 
 class _ChainRecorder:
@@ -184,6 +165,7 @@ class _ChainRecorder:
         self.position = int((batches[self.batch_number] == 0).nonzero()[0])
 
     def __call__(self, info: StepInfo) -> None:
+        """Keep the state of molecule 0 at the wanted steps (the state itself is left as it is)."""
         kept = self.frames - 1
         wanted = {(k * info.num_steps) // kept for k in range(kept)}  # from the first step, evenly
         if info.step in wanted:
@@ -194,54 +176,64 @@ class _ChainRecorder:
 def generate(
     loaded: LoadedModel,
     settings: SampleSettings,
-    checkpoint: Path,
     progress: bool = True,
     chain_frames: int = 0,
     fragment: Fragment | None = None,
 ) -> Samples:
-    """Sample `settings.num_molecules` molecules from a loaded checkpoint; SamplingError names a failing step.
+    """Sample `settings.num_molecules` molecules from a loaded model; SamplingError names a failing step.
 
-    With chain_frames > 0 molecule 0 (in output order) also has its denoising chain recorded (the final
-    molecule is the last frame). The returned settings name the steps taken, also when the default was asked for.
-    With a fragment every molecule is sampled around it (`molgen.fragment`).
+    Molecules are drawn in batches of similar size (`size_batches`). With chain_frames > 0 molecule 0 (in output
+    order) also has its denoising chain recorded (the final molecule is the last frame). The returned settings
+    name the steps taken, also when the default was asked for. With a fragment every molecule is sampled around
+    it (`molgen.fragment`).
     """
     settings.check(loaded.schedule.timesteps)
-    device = loaded.schedule.gamma_table.device
-    generator = torch.Generator(device).manual_seed(settings.seed)
+    generator = torch.Generator(loaded.device).manual_seed(settings.seed)
     check_fragment(fragment, settings, loaded.node_distribution)
-    counts = (atom_counts(loaded, settings, generator) if fragment is None
-              else fragment_atom_counts(loaded.node_distribution, fragment, settings, generator))  # [B]
+    counts = draw_atom_counts(loaded, settings, generator, fragment)  # [B]
     batches = size_batches(counts, settings.batch_size)
-    molecules: list[Molecule | None] = [None] * len(counts)
     recorder = _ChainRecorder(chain_frames, batches) if chain_frames > 0 else None
     bar = tqdm(total=len(batches) * settings.resolved_steps, desc=f"sampling ({settings.sampler})", unit="step",
                disable=not progress)
     start = time.perf_counter()
     with bar, torch.inference_mode():
-        for number, indices in enumerate(batches):
-            record = recorder if recorder is not None and number == recorder.batch_number else None
-
-            def callback(info: StepInfo, record=record) -> None:
-                bar.update(1)
-                if record is not None:
-                    record(info)
-
-            if fragment is None:
-                batch = sample(loaded.model, loaded.schedule, counts[indices], sampler=settings.sampler,
-                               steps=settings.resolved_steps, generator=generator, callback=callback, device=device)
-            else:
-                batch = sample_around(loaded, fragment, counts[indices], settings, generator, callback, device)
-            for index, molecule in zip(indices.tolist(), batch.molecules()):
-                molecules[index] = molecule
-            bar.set_postfix(molecules=f"{sum(len(b) for b in batches[:number + 1])}/{len(counts)}")
+        molecules = _sample_batches(loaded, settings, counts, batches, generator, bar, recorder, fragment)
     seconds = time.perf_counter() - start
-    chain = []
-    if recorder is not None:
-        chain = recorder.kept + [ChainFrame(0.0, *molecules[0])]
-    resolved = replace(settings, steps=settings.resolved_steps)
-    return Samples(molecules=molecules, settings=resolved, checkpoint=checkpoint, checkpoint_step=loaded.step,
-                   seconds=seconds, chain=chain, compute=describe_compute(device, model_precision(loaded.model)),
-                   fragment=fragment)
+    chain = recorder.kept + [ChainFrame(0.0, *molecules[0])] if recorder is not None else []
+    return Samples(molecules=molecules, settings=replace(settings, steps=settings.resolved_steps),
+                   checkpoint=loaded.path, checkpoint_step=loaded.step, seconds=seconds, chain=chain,
+                   compute=describe_compute(loaded.device, model_precision(loaded.model)), fragment=fragment)
+
+
+def _sample_batches(
+    loaded: LoadedModel,
+    settings: SampleSettings,
+    counts: torch.Tensor,
+    batches: list[torch.Tensor],
+    generator: torch.Generator,
+    bar: tqdm,
+    recorder: _ChainRecorder | None,
+    fragment: Fragment | None,
+) -> list[Molecule]:
+    """The molecules of every batch of indices into counts [B], put back in the order of counts."""
+    molecules: list[Molecule | None] = [None] * len(counts)
+    for number, indices in enumerate(batches):
+        record = recorder if recorder is not None and number == recorder.batch_number else None
+
+        def hook(info: StepInfo, record=record) -> None:
+            bar.update(1)
+            if record is not None:
+                record(info)
+
+        if fragment is None:
+            batch = sample(loaded.model, loaded.schedule, counts[indices], sampler=settings.sampler,
+                           steps=settings.resolved_steps, generator=generator, callback=hook, device=loaded.device)
+        else:
+            batch = sample_around(loaded, fragment, counts[indices], settings, generator, hook)
+        for index, molecule in zip(indices.tolist(), batch.molecules()):
+            molecules[index] = molecule
+        bar.set_postfix(molecules=f"{sum(len(b) for b in batches[:number + 1])}/{len(counts)}")
+    return molecules
 
 
 def sample_molecules(
@@ -272,8 +264,7 @@ def sample_molecules(
                               precision=precision, threads=threads, resample=resample)
     settings.check()
     fragment = load_fragment(fixed) if fixed is not None else None
-    path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
-    return generate(load_model(checkpoint, settings), settings, path, progress, chain_frames, fragment)
+    return generate(load_for_sampling(checkpoint, settings), settings, progress, chain_frames, fragment)
 
 
 def chain_labels(frames: Sequence[ChainFrame]) -> list[str]:

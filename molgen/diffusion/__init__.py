@@ -20,9 +20,15 @@ from molgen.diffusion.process import (
     state_to_batch,
 )
 from molgen.diffusion.samplers import (
+    DEFAULT_SAMPLER,
+    DEFAULT_STEPS,
+    SAMPLERS,
     SamplerState,
+    StepHook,
     StepInfo,
     ancestral_grid,
+    atom_counts,
+    chain_hooks,
     final_step,
     initial_state,
     karras_sigmas,
@@ -34,6 +40,7 @@ from molgen.diffusion.samplers import (
 from molgen.diffusion.schedule import NoiseSchedule, PolynomialSchedule, polynomial_2_gamma
 
 __all__ = [
+    "DEFAULT_SAMPLER", "DEFAULT_STEPS", "SAMPLERS", "StepHook", "atom_counts", "chain_hooks",
     "NORM_VALUES", "NUM_TYPES", "STATE_DIM", "Denoiser", "DiffusionLoss", "LikelihoodError",
     "NLLEstimate", "NLLTerms", "NodeCountDistribution", "NoiseSchedule", "PolynomialSchedule", "SamplerState",
     "SamplingError", "StepInfo", "ancestral_grid", "batch_to_state", "diffusion_loss", "evaluate_nll",

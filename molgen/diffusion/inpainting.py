@@ -20,13 +20,15 @@ from torch import Tensor
 from molgen.batch import MoleculeBatch, MoleculeLayout
 from molgen.diffusion.process import Denoiser, batch_to_state, sample_noise
 from molgen.diffusion.samplers import (
-    Callback,
+    DEFAULT_STEPS,
     SamplerState,
+    StepHook,
     StepInfo,
     ancestral_grid,
     ancestral_step,
-    final_step,
+    chain_hooks,
     initial_state,
+    sample_ancestral,
 )
 from molgen.diffusion.schedule import NoiseSchedule, alpha, alpha_t_given_s, sigma, sigma2_t_given_s
 from molgen.elements import ATOMIC_NUMBERS
@@ -135,6 +137,30 @@ def to_fragment_frame(batch: MoleculeBatch, fixed: FixedAtoms) -> MoleculeBatch:
     return replace(batch, x=x, atom_type=atom_type, charge=charge)
 
 
+def repaint_hook(
+    denoiser: Denoiser,
+    schedule: NoiseSchedule,
+    fixed: FixedAtoms,
+    resample: int,
+    generator: torch.Generator | None,
+) -> StepHook:
+    """The step hook of inpainting: after EDM's step t -> s, put the fixed atoms back (`replace_fixed`), then R =
+    `resample` RePaint round trips: q(z_t | z_s), EDM's step again, the fixed atoms again."""
+
+    def after_step(info: StepInfo) -> SamplerState:
+        gamma_t, gamma_s = (schedule.gamma(torch.tensor(t, dtype=torch.float64, device=schedule.gamma_table.device))
+                            .cpu() for t in (info.t_from, info.t))
+        state = replace_fixed(info.state, fixed, gamma_s, generator)
+        for trip in range(1, resample + 1):
+            state = renoise(state, gamma_t, gamma_s, generator)
+            where = f"step {info.step} of {info.num_steps} (t = {info.t_from:.4g}, round trip {trip})"
+            z_x, z_h = ancestral_step(denoiser, state, info.t_from, gamma_t, gamma_s, generator, where)
+            state = replace_fixed(SamplerState(z_x, z_h, state.layout), fixed, gamma_s, generator)
+        return state
+
+    return after_step
+
+
 def sample_inpainting(
     denoiser: Denoiser,
     schedule: NoiseSchedule,
@@ -145,16 +171,17 @@ def sample_inpainting(
     resample: int = 0,
     rotate: bool = False,
     generator: torch.Generator | None = None,
-    callback: Callback | None = None,
+    callback: StepHook | None = None,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
 ) -> MoleculeBatch:
     """Molecules of num_atoms [B] atoms (each > K) whose first K atoms are the fragment, in the fragment's frame.
 
-    EDM's ancestral sampler on `ancestral_grid(T, steps)` (default all T steps) with the fixed atoms replaced after
-    every step and R = `resample` RePaint round trips per step: (R + 1) * steps + 1 network evaluations.
-    rotate=True turns the fragment by a random rotation per molecule (for a denoiser that is only approximately
-    equivariant) and turns the result back. Every random draw uses `generator`: the same seed, the same molecules.
+    EDM's ancestral sampler on `ancestral_grid(T, steps)` (default DEFAULT_STEPS) with `repaint_hook` after every
+    step (the fixed atoms replaced, R = `resample` RePaint round trips): (R + 1) * steps + 1 network evaluations;
+    `callback` runs after it. rotate=True turns the fragment by a random rotation per molecule (for a denoiser
+    that is only approximately equivariant) and turns the result back. Every random draw uses `generator`: the
+    same seed, the same molecules.
     """
     if resample < 0:
         raise ValueError(f"resample must be >= 0, got {resample}")
@@ -163,19 +190,8 @@ def sample_inpainting(
     eye = torch.eye(3, dtype=torch.float64, device=device).expand(layout.num_molecules, 3, 3)  # [B, 3, 3]
     rotation = random_rotations(layout.num_molecules, generator, torch.float64, device) if rotate else eye
     fixed = lay_out_fragment(fragment, layout, rotation, dtype, device)
-    grid = ancestral_grid(schedule.timesteps, schedule.timesteps if steps is None else steps)  # [S + 1]
-    gamma = schedule.gamma_at(grid.to(schedule.gamma_table.device)).cpu()  # [S + 1] float64
-    state = replace_fixed(initial_state(layout, generator, dtype, device), fixed, gamma[0], generator)
-    num_steps = grid.numel() - 1
-    for i in range(num_steps):
-        t = float(grid[i]) / schedule.timesteps
-        for trip in range(resample + 1):
-            if trip > 0:
-                state = renoise(state, gamma[i], gamma[i + 1], generator)
-            where = f"step {i} of {num_steps} (t = {t:.4g}, round trip {trip})"
-            z_x, z_h = ancestral_step(denoiser, state, t, gamma[i], gamma[i + 1], generator, where)
-            state = replace_fixed(SamplerState(z_x, z_h, layout), fixed, gamma[i + 1], generator)
-        if callback is not None:
-            callback(StepInfo(i, num_steps, float(grid[i + 1]) / schedule.timesteps,
-                              math.exp(0.5 * float(gamma[i + 1])), state.z_x, state.z_h, layout))
-    return to_fragment_frame(final_step(denoiser, schedule, state, generator), fixed)
+    grid = ancestral_grid(schedule.timesteps, DEFAULT_STEPS["ancestral"] if steps is None else steps)  # [S + 1]
+    gamma_T = schedule.gamma_at(grid[:1].to(schedule.gamma_table.device)).cpu()[0]  # [] float64
+    start = replace_fixed(initial_state(layout, generator, dtype, device), fixed, gamma_T, generator)
+    hook = chain_hooks(repaint_hook(denoiser, schedule, fixed, resample, generator), callback)
+    return to_fragment_frame(sample_ancestral(denoiser, schedule, start, grid, generator, hook), fixed)

@@ -109,7 +109,7 @@ def _gaussian_ode_error(schedule: PolynomialSchedule, sigmas: torch.Tensor, cont
     if continuous:
         denoiser = _ContinuousGaussian(schedule, scale)
     last = {}
-    sample_heun(denoiser, schedule, start, sigmas, callback=lambda info: last.update(z=info.z_x, sigma=info.sigma))
+    sample_heun(denoiser, schedule, start, sigmas, callback=lambda info: last.update(z=info.z_x, sigma=info.sigma_ve))
     x_end = last["z"] * math.sqrt(1 + last["sigma"] ** 2)  # [M, 3]
     sigma_max = float(sigmas[0])
     exact = start.z_x * math.sqrt(1 + sigma_max**2) * math.sqrt((scale**2 + last["sigma"] ** 2) / (scale**2 + sigma_max**2))
@@ -159,7 +159,7 @@ def test_seeded_determinism_and_callback(kwargs: dict, schedule: PolynomialSched
     assert all(info.num_steps == steps for info in seen)
     assert [info.t for info in seen] == sorted((info.t for info in seen), reverse=True) and seen[-1].t == pytest.approx(0)
     assert seen[0].z_x.shape == (5 * NUM_ATOMS, 3) and seen[0].z_h.shape == (5 * NUM_ATOMS, 6)
-    assert seen[-1].sigma == pytest.approx(math.exp(0.5 * float(schedule.gamma_table[0])))
+    assert seen[-1].sigma_ve == pytest.approx(math.exp(0.5 * float(schedule.gamma_table[0])))
 
 
 def test_grids() -> None:

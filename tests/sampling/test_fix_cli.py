@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from molgen.checkpoint import SHIPPED_CHECKPOINT
 from molgen.chem.io import read_molecules, write_xyz
 from molgen.cli import main
 from molgen.diffusion import NodeCountDistribution
-from molgen.diffusion.inpainting import Fragment
+from molgen.diffusion.samplers import atom_counts
 from molgen.errors import MolgenError
-from molgen.fragment import fragment_atom_counts, load_fragment
-from molgen.sampling import SHIPPED_CHECKPOINT, SampleSettings, sample_molecules
+from molgen.fragment import load_fragment
+from molgen.sampling import sample_molecules
 
 pytestmark = pytest.mark.skipif(not SHIPPED_CHECKPOINT.is_file(), reason="the shipped checkpoint is missing")
 
@@ -64,8 +65,7 @@ def test_api_takes_a_molecule_and_repeats_for_a_seed():
 
 def test_default_counts_exceed_the_fragment():
     nodes = NodeCountDistribution(torch.tensor([0, 0, 0, 5, 1, 0, 2, 9.0]))
-    fragment = Fragment(torch.zeros(5, 3), torch.ones(5, dtype=torch.int64))
-    counts = fragment_atom_counts(nodes, fragment, SampleSettings(num_molecules=200), torch.Generator().manual_seed(0))
+    counts = atom_counts(nodes, 200, torch.Generator().manual_seed(0), above=5)  # a fragment of 5 atoms
     assert set(counts.tolist()) == {6, 7}
 
 

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import torch
 
+from molgen.batch import size_batches
 from molgen.chem.io import read_molecules
 from molgen.cli import main
 from molgen.errors import MolgenError
 from molgen.evaluation import wilson_interval
-from molgen.sampling import SampleSettings, sample_molecules, size_batches
+from molgen.sampling import SampleSettings, sample_molecules
 
 
 def _one_line_error(capsys) -> str:
