@@ -9,10 +9,15 @@ import torch
 
 from molgen.batch import MoleculeBatch, MoleculeLayout
 from molgen.diffusion import (
+    DEFAULT_STEPS,
     NodeCountDistribution,
     PolynomialSchedule,
+    SamplerState,
     SamplingError,
+    StepInfo,
     ancestral_grid,
+    batch_to_state,
+    chain_hooks,
     initial_state,
     karras_sigmas,
     sample,
@@ -45,7 +50,8 @@ def clouds() -> MoleculeBatch:
 def ancestral_samples(schedule: PolynomialSchedule, clouds: MoleculeBatch) -> MoleculeBatch:
     """EDM's 1000-step ancestral sampler on the mixture (shared by two tests: it is the slowest run)."""
     denoiser = MixtureDenoiser(schedule, clouds, WEIGHTS)
-    return sample(denoiser, schedule, [NUM_ATOMS] * NUM_SAMPLES, generator=torch.Generator().manual_seed(0))
+    return sample(denoiser, schedule, [NUM_ATOMS] * NUM_SAMPLES, generator=torch.Generator().manual_seed(0),
+                  steps=schedule.timesteps)
 
 
 def _assign(samples: MoleculeBatch, clouds: MoleculeBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,7 +62,7 @@ def _assign(samples: MoleculeBatch, clouds: MoleculeBatch) -> tuple[torch.Tensor
 
 
 SAMPLERS = {
-    "ancestral-1000": {"sampler": "ancestral"},
+    "ancestral-1000": {"sampler": "ancestral", "steps": 1000},
     "ancestral-100": {"sampler": "ancestral", "steps": 100},
     "ancestral-50": {"sampler": "ancestral", "steps": 50},
     "heun-10": {"sampler": "heun", "steps": 10},
@@ -196,3 +202,43 @@ def test_atom_counts_validation(schedule: PolynomialSchedule, clouds: MoleculeBa
         sample(denoiser, schedule, steps=2)
     with pytest.raises(ValueError, match="sampler"):
         sample(denoiser, schedule, [6], sampler="ddim")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("sampler", ["ancestral", "heun"])
+def test_default_steps_come_from_the_one_table(schedule: PolynomialSchedule, clouds: MoleculeBatch,
+                                               sampler: str) -> None:
+    """Without `steps`, each sampler takes DEFAULT_STEPS[sampler] steps: ancestral steps + 1 network calls, Heun
+    2 steps + 1."""
+    denoiser, calls = MixtureDenoiser(schedule, clouds, WEIGHTS, continuous=sampler == "heun"), []
+
+    def counting(z_x, z_h, t, layout):
+        calls.append(float(t[0]))
+        return denoiser(z_x, z_h, t, layout)
+
+    sample(counting, schedule, [NUM_ATOMS], sampler=sampler, generator=torch.Generator().manual_seed(0))
+    steps = DEFAULT_STEPS[sampler]
+    assert len(calls) == (steps + 1 if sampler == "ancestral" else 2 * steps + 1)
+
+
+@pytest.mark.parametrize("sampler", ["ancestral", "heun"])
+def test_a_step_hook_replaces_the_state(schedule: PolynomialSchedule, clouds: MoleculeBatch, sampler: str) -> None:
+    """A hook's returned state is the one the sampler continues from: pinning the features to the scaled one-hot
+    of cloud 0's types at every step makes every sample take cloud 0's types; a hook returning None (chained
+    after it) sees the pinned state and changes nothing."""
+    denoiser = MixtureDenoiser(schedule, clouds, WEIGHTS, continuous=sampler == "heun")
+    target = batch_to_state(clouds)[1][:NUM_ATOMS]  # [N, 6] cloud 0's scaled features
+    seen = []
+
+    def pin(info: StepInfo) -> SamplerState:
+        alpha_s = 1 / math.sqrt(1 + info.sigma_ve**2)
+        z_h = alpha_s * target.to(info.z_h.dtype).repeat(info.layout.num_molecules, 1)  # [M, 6]
+        return SamplerState(info.z_x, z_h, info.layout)
+
+    def watch(info: StepInfo) -> None:
+        seen.append(bool(torch.allclose(info.z_h[:NUM_ATOMS] * math.sqrt(1 + info.sigma_ve**2),
+                                        target.to(info.z_h.dtype), atol=1e-5)))
+
+    samples = sample(denoiser, schedule, [NUM_ATOMS] * 8, sampler=sampler, steps=10,
+                     generator=torch.Generator().manual_seed(0), callback=chain_hooks(pin, watch))
+    assert all(seen) and len(seen) == 10
+    assert torch.equal(samples.atom_type.reshape(8, NUM_ATOMS), TYPES[:NUM_ATOMS].expand(8, NUM_ATOMS))
