@@ -20,6 +20,7 @@ METHANE = (
 )
 
 
+@pytest.mark.slow
 def test_help_runs_as_a_command():
     result = subprocess.run([sys.executable, "-m", "molgen", "--help"], capture_output=True, text=True, check=True)
     assert "evaluate" in result.stdout and "data" in result.stdout
@@ -53,6 +54,7 @@ def test_files_or_split_not_both(tmp_path, capsys):
     assert "give molecule files, --qm9-split or --checkpoint" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_evaluate_qm9_split(qm9_cache_dir, tmp_path, capsys):
     out = tmp_path / "test.json"
     code = main(["evaluate", "--qm9-split", "test", "--novelty", "no", "--cache-dir", str(qm9_cache_dir),

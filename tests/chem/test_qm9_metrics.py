@@ -15,6 +15,7 @@ def test_split_metrics(qm9_splits):
     return evaluate_molecules(qm9_splits["test"].molecules())
 
 
+@pytest.mark.slow
 def test_test_split_matches_edm(test_split_metrics):
     assert test_split_metrics.n_molecules == 13_083
     for key, expected in EDM_TEST_SPLIT.items():

@@ -140,6 +140,7 @@ def test_cache_is_reused(qm9_cache_dir, counting_reader, qm9_arrays):
     assert counting_reader.calls == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncate", "flip", "garbage", "version", "source"])
 def test_corrupt_or_stale_cache_is_rebuilt(tmp_path, qm9_cache_dir, counting_reader, qm9_arrays, damage):
     source = qm9.cache_path(qm9_cache_dir).read_bytes()
@@ -165,6 +166,7 @@ def test_corrupt_or_stale_cache_is_rebuilt(tmp_path, qm9_cache_dir, counting_rea
     assert counting_reader.calls == 1
 
 
+@pytest.mark.slow
 def test_concurrent_first_runs_build_once(tmp_path, counting_reader, qm9_arrays):
     results = [None] * 4
 

@@ -53,6 +53,7 @@ def test_both_models_are_registered():
     assert model_spec("egnn") == ModelSpec("egnn", EGNNConfig, EGNN)
 
 
+@pytest.mark.slow
 def test_registry_is_complete_in_a_fresh_interpreter_whatever_is_imported_first():
     code = "import molgen.models.egnn; from molgen.models.registry import model_names; print(*model_names())"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)

@@ -26,6 +26,7 @@ def config_file(qm9_cache_dir, tmp_path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_train_then_resume(config_file, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", str(config_file), "--no-progress"]) == 0
@@ -48,6 +49,7 @@ def test_train_then_resume(config_file, tmp_path, capsys):
     assert load_checkpoint(other / "last.pt")["step"] == 1
 
 
+@pytest.mark.slow
 def test_errors_are_one_line(config_file, tmp_path, capsys):
     assert main(["train", str(config_file), "--set", "train.lr=-1", "--no-progress"]) == 2
     err = capsys.readouterr().err
@@ -65,6 +67,7 @@ def test_errors_are_one_line(config_file, tmp_path, capsys):
     assert "config mismatch" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_script_wraps_the_command():
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "--help"], capture_output=True,
                             text=True, check=True)

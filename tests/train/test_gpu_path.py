@@ -32,6 +32,7 @@ def machine(qm9_splits, tmp_path, environment_without) -> dict[str, Path]:
     return {"export": export, "config": config, "environment": environment_without("rdkit", "qm9pack")}
 
 
+@pytest.mark.slow
 def test_trainer_runs_without_rdkit(machine, tmp_path):
     code = f"""
 import sys
@@ -68,6 +69,7 @@ def joined(out: Path, name: str) -> Path:
     return target
 
 
+@pytest.mark.slow
 def test_time_boxed_segments_resume(machine, tmp_path):
     first = segment(machine, tmp_path / "out1", "--cooldown-share", "0")
     assert "a new run" in first.stdout and "time limit reached at step" in first.stdout
