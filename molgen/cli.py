@@ -25,7 +25,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"molgen {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_data_parser(commands)
+    add_sample_parser(commands)
+    _add_evaluate_parser(commands)
+    _add_train_parser(commands)
+    return parser
 
+
+def _add_data_parser(commands: argparse._SubParsersAction) -> None:
+    """`molgen data prepare` and `molgen data export`."""
     data = commands.add_parser("data", help="prepare and describe the QM9 data (EDM's split)",
                                formatter_class=HelpFormatter)
     data_commands = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
@@ -43,8 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--cache-dir", type=Path, default=None,
                         help="cache folder (default: $MOLGEN_CACHE_DIR or ~/.cache/molgen)")
 
-    add_sample_parser(commands)
 
+def _add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
+    """`molgen evaluate`: files, a QM9 split or a checkpoint."""
     evaluate = commands.add_parser(
         "evaluate", help="score molecules (XYZ/SDF files, a QM9 split, or samples of a checkpoint) with EDM's metrics",
         formatter_class=HelpFormatter,
@@ -61,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--cache-dir", type=Path, default=None, help="QM9 cache folder")
     add_checkpoint_arguments(evaluate)
 
+
+def _add_train_parser(commands: argparse._SubParsersAction) -> None:
+    """`molgen train`."""
     train = commands.add_parser(
         "train", help="train a denoiser with EDM's diffusion on QM9 (resumable)",
         formatter_class=HelpFormatter,
@@ -85,7 +97,6 @@ def _parser() -> argparse.ArgumentParser:
                        help="stop after the step during which this many seconds of training have passed, saving "
                             "last.pt (continue with --resume)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser
 
 
 def _prepare(args: argparse.Namespace) -> None:

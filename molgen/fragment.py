@@ -23,7 +23,7 @@ from molgen.errors import MolgenError
 if TYPE_CHECKING:
     from molgen.batch import MoleculeBatch
     from molgen.diffusion.nodes import NodeCountDistribution
-    from molgen.diffusion.samplers import StepHook
+    from molgen.diffusion.steps import StepHook
     from molgen.sampling import SampleSettings
     from molgen.checkpoint import LoadedModel
 

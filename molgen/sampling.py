@@ -29,7 +29,8 @@ from molgen.batch import Molecule, size_batches
 from molgen.checkpoint import LoadedModel, load_model, resolve_checkpoint
 from molgen.device import resolve_device
 from molgen.diffusion.process import state_to_batch
-from molgen.diffusion.samplers import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS, StepInfo, atom_counts, sample
+from molgen.diffusion.samplers import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS, atom_counts, sample
+from molgen.diffusion.steps import StepInfo
 from molgen.errors import MolgenError
 from molgen.fragment import FixedSource, Fragment, check_fragment, load_fragment, sample_around
 from molgen.precision import check_precision, describe_compute, model_precision, resolve_precision, set_precision

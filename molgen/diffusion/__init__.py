@@ -19,25 +19,18 @@ from molgen.diffusion.process import (
     sample_noise,
     state_to_batch,
 )
+from molgen.diffusion.heun import karras_sigmas, sample_heun, snap_to_table
 from molgen.diffusion.samplers import (
     DEFAULT_SAMPLER,
     DEFAULT_STEPS,
     SAMPLERS,
-    SamplerState,
-    StepHook,
-    StepInfo,
     ancestral_grid,
     atom_counts,
-    chain_hooks,
-    final_step,
-    initial_state,
-    karras_sigmas,
     sample,
     sample_ancestral,
-    sample_heun,
-    snap_to_table,
 )
 from molgen.diffusion.schedule import NoiseSchedule, PolynomialSchedule, polynomial_2_gamma
+from molgen.diffusion.steps import SamplerState, StepHook, StepInfo, chain_hooks, final_step, initial_state
 
 __all__ = [
     "DEFAULT_SAMPLER", "DEFAULT_STEPS", "SAMPLERS", "StepHook", "atom_counts", "chain_hooks",

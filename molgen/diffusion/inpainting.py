@@ -19,18 +19,9 @@ from torch import Tensor
 
 from molgen.batch import MoleculeBatch, MoleculeLayout
 from molgen.diffusion.process import Denoiser, batch_to_state, sample_noise
-from molgen.diffusion.samplers import (
-    DEFAULT_STEPS,
-    SamplerState,
-    StepHook,
-    StepInfo,
-    ancestral_grid,
-    ancestral_step,
-    chain_hooks,
-    initial_state,
-    sample_ancestral,
-)
+from molgen.diffusion.samplers import DEFAULT_STEPS, ancestral_grid, ancestral_step, sample_ancestral
 from molgen.diffusion.schedule import NoiseSchedule, alpha, alpha_t_given_s, sigma, sigma2_t_given_s
+from molgen.diffusion.steps import SamplerState, StepHook, StepInfo, chain_hooks, initial_state
 from molgen.elements import ATOMIC_NUMBERS
 from molgen.geometry.centroid import remove_centroid
 

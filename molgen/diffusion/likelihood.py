@@ -126,30 +126,12 @@ def variational_nll(
     gamma_0, gamma_T = schedule.gamma_table[0], schedule.gamma_table[-1]  # [], []
     kl_prior_x, kl_prior_h = kl_prior(x, h, gamma_T, layout)  # [B], [B]
 
-    # Diffusion term at t ~ U{1..T}: T * 1/2 * (exp(gamma_t - gamma_s) - 1) * ||eps - eps_hat||^2.
-    gamma_t, gamma_s = schedule.gamma_at(t_int), schedule.gamma_at(t_int - 1)  # [B], [B]
-    z_x, z_h = noise_state(x, h, gamma_t, eps_x, eps_h, layout)  # [M, 3], [M, 6]
-    with torch.no_grad():
-        t = t_int.double() / timesteps  # [B]
-        eps_hat_x, eps_hat_h = call_denoiser(denoiser, z_x, z_h, t, layout, input_dtype)  # [M, 3], [M, 6]
-    _check_finite(eps_hat_x, eps_hat_h, "the network output at t ~ U{1..T}")
-    weight = timesteps * 0.5 * torch.expm1(gamma_t - gamma_s)  # [B]
-    diffusion_x = weight * sum_per_molecule((eps_x - eps_hat_x) ** 2, layout.batch, num_molecules)  # [B]
-    diffusion_h = weight * sum_per_molecule((eps_h - eps_hat_h) ** 2, layout.batch, num_molecules)  # [B]
-
+    diffusion_x, diffusion_h = _diffusion_term(denoiser, schedule, (x, h), t_int, (eps_x, eps_h), layout,
+                                               input_dtype)  # [B], [B]
     # -log p(x | z_0) normalisation: d (log sigma_x + 1/2 log 2 pi), sigma_x = sigma_0 / alpha_0 = exp(gamma_0 / 2).
     d_x = subspace_dimensionality(batch.num_atoms).to(torch.float64)  # [B]
     constant_x = d_x * (0.5 * gamma_0 + 0.5 * LOG_2PI)  # [B]
-
-    # L0 on a separate z_0 = alpha_0 [x, h] + sigma_0 eps_0 with its own network call at t = 0.
-    t_zero = torch.zeros(num_molecules, dtype=torch.long, device=device)  # [B]
-    z0_x, z0_h = noise_state(x, h, gamma_0.expand(num_molecules), eps0_x, eps0_h, layout)  # [M, 3], [M, 6]
-    with torch.no_grad():
-        eps_hat0_x, eps_hat0_h = call_denoiser(denoiser, z0_x, z0_h, t_zero.double() / timesteps, layout, input_dtype)
-    _check_finite(eps_hat0_x, eps_hat0_h, "the network output at t = 0")
-    l0_x = 0.5 * sum_per_molecule((eps0_x - eps_hat0_x) ** 2, layout.batch, num_molecules)  # [B]
-    l0_charge, l0_one_hot = neg_log_p_h_given_z0(z0_h, batch, sigma(gamma_0))  # [B], [B]
-
+    l0_x, l0_charge, l0_one_hot = _l0_terms(denoiser, schedule, batch, (x, h), (eps0_x, eps0_h), input_dtype)  # [B]
     if node_distribution is None:
         neg_log_p_num_atoms = torch.zeros(num_molecules, dtype=torch.float64, device=device)  # [B]
     else:
@@ -159,6 +141,52 @@ def variational_nll(
         constant_x=constant_x, l0_x=l0_x, l0_charge=l0_charge, l0_one_hot=l0_one_hot,
         neg_log_p_num_atoms=neg_log_p_num_atoms, t_int=t_int,
     )
+
+
+def _diffusion_term(
+    denoiser: Denoiser,
+    schedule: NoiseSchedule,
+    state: tuple[Tensor, Tensor],
+    t_int: Tensor,
+    noise: tuple[Tensor, Tensor],
+    layout: MoleculeLayout,
+    input_dtype: torch.dtype,
+) -> tuple[Tensor, Tensor]:
+    """The diffusion term at t ~ U{1..T}: T * 1/2 * (exp(gamma_t - gamma_s) - 1) * ||eps - eps_hat||^2, for the
+    positions and the features, [B] each. state: (x [M, 3], h [M, 6]); noise: (eps_x [M, 3], eps_h [M, 6])."""
+    (x, h), (eps_x, eps_h), num_molecules = state, noise, layout.num_molecules
+    gamma_t, gamma_s = schedule.gamma_at(t_int), schedule.gamma_at(t_int - 1)  # [B], [B]
+    z_x, z_h = noise_state(x, h, gamma_t, eps_x, eps_h, layout)  # [M, 3], [M, 6]
+    with torch.no_grad():
+        t = t_int.double() / schedule.timesteps  # [B]
+        eps_hat_x, eps_hat_h = call_denoiser(denoiser, z_x, z_h, t, layout, input_dtype)  # [M, 3], [M, 6]
+    _check_finite(eps_hat_x, eps_hat_h, "the network output at t ~ U{1..T}")
+    weight = schedule.timesteps * 0.5 * torch.expm1(gamma_t - gamma_s)  # [B]
+    diffusion_x = weight * sum_per_molecule((eps_x - eps_hat_x) ** 2, layout.batch, num_molecules)  # [B]
+    diffusion_h = weight * sum_per_molecule((eps_h - eps_hat_h) ** 2, layout.batch, num_molecules)  # [B]
+    return diffusion_x, diffusion_h
+
+
+def _l0_terms(
+    denoiser: Denoiser,
+    schedule: NoiseSchedule,
+    batch: MoleculeBatch,
+    state: tuple[Tensor, Tensor],
+    noise_0: tuple[Tensor, Tensor],
+    input_dtype: torch.dtype,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """L0 = -log p(x, h | z_0) on a separate z_0 = alpha_0 [x, h] + sigma_0 eps_0 with its own network call at
+    t = 0: the position part 1/2 ||eps_0 - eps_hat_0||^2, the charge and the one-hot parts, [B] each."""
+    (x, h), (eps0_x, eps0_h), layout = state, noise_0, batch.layout
+    num_molecules, gamma_0 = layout.num_molecules, schedule.gamma_table[0]
+    t_zero = torch.zeros(num_molecules, dtype=torch.float64, device=x.device)  # [B]
+    z0_x, z0_h = noise_state(x, h, gamma_0.expand(num_molecules), eps0_x, eps0_h, layout)  # [M, 3], [M, 6]
+    with torch.no_grad():
+        eps_hat0_x, eps_hat0_h = call_denoiser(denoiser, z0_x, z0_h, t_zero, layout, input_dtype)  # [M, 3], [M, 6]
+    _check_finite(eps_hat0_x, eps_hat0_h, "the network output at t = 0")
+    l0_x = 0.5 * sum_per_molecule((eps0_x - eps_hat0_x) ** 2, layout.batch, num_molecules)  # [B]
+    l0_charge, l0_one_hot = neg_log_p_h_given_z0(z0_h, batch, sigma(gamma_0))  # [B], [B]
+    return l0_x, l0_charge, l0_one_hot
 
 
 def _noise(
