@@ -49,6 +49,8 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, count_flag: str, cou
     parser.add_argument("--steps", type=_positive, default=None,
                         help="sampler steps (default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items())
                              + ")")
+    parser.add_argument("--churn", type=float, default=0.0,
+                        help="heun only: Karras et al.'s stochastic churn S_churn (0: the deterministic ODE)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed and batch size: same molecules)")
     parser.add_argument("--batch-size", type=_positive, default=100, help="molecules per network call")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
@@ -104,7 +106,7 @@ def _settings(args: argparse.Namespace) -> SampleSettings:
     return SampleSettings(num_molecules=args.num_molecules, sampler=args.sampler, steps=args.steps, seed=args.seed,
                           num_atoms=getattr(args, "num_atoms", None), batch_size=args.batch_size, device=args.device,
                           use_ema=not args.raw_weights, precision=args.precision, threads=args.threads,
-                          resample=getattr(args, "resample", 0))
+                          resample=getattr(args, "resample", 0), churn=args.churn)
 
 
 def _sampled(args: argparse.Namespace, chain_frames: int = 0):

@@ -15,6 +15,7 @@ call it with a `LoadedModel` (`molgen.checkpoint`) and `SampleSettings`.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -41,7 +42,8 @@ from molgen.threads import configure_threads
 class SampleSettings:
     """How to sample; `check()` turns impossible values into one clear MolgenError.
 
-    steps None means the sampler's default (DEFAULT_STEPS); num_atoms None draws counts from p(N).
+    steps None means the sampler's default (DEFAULT_STEPS); num_atoms None draws counts from p(N); churn > 0 adds
+    Karras et al.'s stochastic churn to the Heun sampler (S_churn over the whole grid).
     """
 
     num_molecules: int = 100
@@ -55,6 +57,7 @@ class SampleSettings:
     precision: str = "auto"
     threads: int | None = None
     resample: int = 0  # RePaint round trips per step around a fixed fragment
+    churn: float = 0.0
 
     @property
     def resolved_steps(self) -> int:
@@ -74,6 +77,10 @@ class SampleSettings:
             raise MolgenError(f"the ancestral sampler takes at most T = {timesteps} steps, got {self.steps}")
         if self.num_atoms is not None and self.num_atoms < 1:
             raise MolgenError(f"the atom count must be at least 1, got {self.num_atoms}")
+        if not (math.isfinite(self.churn) and self.churn >= 0):
+            raise MolgenError(f"churn must be a finite number >= 0, got {self.churn}")
+        if self.churn and self.sampler != "heun":
+            raise MolgenError(f"churn applies to the heun sampler only, not {self.sampler}")
         check_precision(self.precision)
         if self.threads is not None and self.threads < 1:
             raise MolgenError(f"the thread count must be at least 1, got {self.threads}")
@@ -228,7 +235,8 @@ def _sample_batches(
 
         if fragment is None:
             batch = sample(loaded.model, loaded.schedule, counts[indices], sampler=settings.sampler,
-                           steps=settings.resolved_steps, generator=generator, callback=hook, device=loaded.device)
+                           steps=settings.resolved_steps, generator=generator, callback=hook, churn=settings.churn,
+                           device=loaded.device)
         else:
             batch = sample_around(loaded, fragment, counts[indices], settings, generator, hook)
         for index, molecule in zip(indices.tolist(), batch.molecules()):
@@ -254,6 +262,7 @@ def sample_molecules(
     chain_frames: int = 0,
     fixed: FixedSource | None = None,
     resample: int = 0,
+    churn: float = 0.0,
 ) -> Samples:
     """Load a checkpoint (default: the shipped one) and sample molecules; see `SampleSettings` for the arguments.
 
@@ -262,7 +271,7 @@ def sample_molecules(
     """
     settings = SampleSettings(num_molecules=num_molecules, sampler=sampler, steps=steps, seed=seed,
                               num_atoms=num_atoms, batch_size=batch_size, device=device, use_ema=use_ema,
-                              precision=precision, threads=threads, resample=resample)
+                              precision=precision, threads=threads, resample=resample, churn=churn)
     settings.check()
     fragment = load_fragment(fixed) if fixed is not None else None
     return generate(load_for_sampling(checkpoint, settings), settings, progress, chain_frames, fragment)
