@@ -1,14 +1,14 @@
 """What each training step trains on: the batch order, each molecule's t and noise, and the next batch prepared
 in the background.
 
-Every molecule's randomness at a step comes from a generator seeded by (run seed, step, dataset index), so a
-batch and its noise depend on nothing else: they can be prepared ahead on another thread (`Prefetcher`, which
-overlaps this CPU work with the step on a GPU) and give the same bits.
+Every molecule's randomness at a step comes from a generator seeded by (run seed, step, dataset index)
+(molgen.train.randomness), so a batch and its noise depend on nothing else: they can be prepared ahead on another
+thread (`Prefetcher`, which overlaps this CPU work with the step on a GPU) and give the same bits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -16,42 +16,6 @@ import torch
 from torch import Tensor
 
 from molgen.batch import MoleculeBatch
-from molgen.diffusion.process import STATE_DIM
-
-_MASK64 = (1 << 64) - 1
-
-
-def _mix64(z: int) -> int:
-    """SplitMix64's finaliser: a bijective 64-bit mix."""
-    z = (z + 0x9E3779B97F4A7C15) & _MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return z ^ (z >> 31)
-
-
-def sample_seed(seed: int, step: int, index: int) -> int:
-    """The 63-bit seed of one molecule's randomness at one step: a hash of (run seed, step, dataset index)."""
-    return _mix64(_mix64(_mix64(seed & _MASK64) ^ (step & _MASK64)) ^ (index & _MASK64)) >> 1
-
-
-def per_sample_noise(
-    seed: int, step: int, indices: Sequence[int], num_atoms: Sequence[int], timesteps: int,
-    dtype: torch.dtype = torch.float32,
-) -> tuple[Tensor, Tensor]:
-    """Each molecule's t ~ U{0..T} and its noise eps ~ N(0, I) [N, 9], from its own generator.
-
-    The generator of molecule `index` at `step` is seeded with `sample_seed(seed, step, index)` and draws t, then
-    eps, so a molecule's randomness depends on nothing else (not the batch, its position in it, or the process).
-    Returns t_int int64 [B] and eps [M, 9] on the CPU (the positions' part is not yet centroid-free).
-    """
-    generator = torch.Generator()
-    steps, noises = [], []
-    for index, n in zip(indices, num_atoms):
-        generator.manual_seed(sample_seed(seed, step, index))
-        steps.append(torch.randint(0, timesteps + 1, (1,), generator=generator))  # [1]
-        noises.append(torch.randn(n, STATE_DIM, generator=generator, dtype=dtype))  # [N, 9]
-    return torch.cat(steps), torch.cat(noises)  # [B], [M, 9]
-
 
 class FirstMolecules:
     """The first `count` molecules of a data set (same indices, so the same per-molecule randomness)."""

@@ -57,7 +57,7 @@ from molgen.errors import MolgenError
 from molgen.geometry.centroid import remove_centroid
 from molgen.precision import resolve_precision, set_precision
 from molgen.threads import configure_threads
-from molgen.train.batches import FirstMolecules, Prefetcher, RandomBatchSampler, per_sample_noise, rescaled_position
+from molgen.train.batches import FirstMolecules, Prefetcher, RandomBatchSampler, rescaled_position
 from molgen.train.clipping import AdaptiveClipper, global_grad_norm, scale_gradients
 from molgen.train.cooldown import branch_points, finish_cooldown, start_branch
 from molgen.train.distributed import (
@@ -68,7 +68,7 @@ from molgen.train.distributed import (
     shard,
 )
 from molgen.train.ema import EMASet
-from molgen.train.rngstate import capture_rng, restore_rng
+from molgen.train.randomness import capture_rng, per_sample_noise, restore_rng, seeded
 from molgen.train.schedule import build_schedule
 
 log = logging.getLogger(__name__)
@@ -169,9 +169,7 @@ class Trainer:
         self.batch_sampler = sampler_cls(torch.as_tensor(train_set.num_atoms), config.data.batch_size, tc.seed)
 
         self.schedule = config.diffusion.build_schedule().to(self.device)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(tc.seed)  # the initial weights depend on the seed only
-            model = model if model is not None else config.model.build()
+        model = model if model is not None else seeded(tc.seed, config.model.build)  # weights from the seed alone
         set_precision(model, self.precision)
         self.model = model.to(self.device).train()
         self.parallel_model = self._data_parallel(self.model)

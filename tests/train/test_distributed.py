@@ -24,7 +24,8 @@ from molgen.errors import MolgenError
 from molgen.geometry.centroid import remove_centroid
 from molgen.models.ponita import Ponita, PonitaConfig
 from molgen.train.distributed import World, shard
-from molgen.train.loop import Trainer, per_sample_noise
+from molgen.train.loop import Trainer
+from molgen.train.randomness import per_sample_noise
 
 from .ddp_worker import float64_trainer
 from .helpers import TINY_PONITA, assert_same_state, tiny_config
