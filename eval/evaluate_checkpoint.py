@@ -1,11 +1,12 @@
 """EDM's evaluation protocol for a checkpoint, printed in the papers' table format next to EDM's row.
 
-For each row SAMPLER:STEPS:N, N molecules are sampled (EMA weights, seed 0) and scored with EDM's metrics (95%
+For each row SAMPLER:STEPS:N[:CHURN], N molecules are sampled (EMA weights, seed 0; CHURN: Heun's S_churn, default
+0) and scored with EDM's metrics (95%
 Wilson intervals in parentheses, novelty against EDM's training SMILES); the test-split NLL (EDM's definition,
 `--nll-passes` passes) is computed once per checkpoint. Seconds per molecule are wall time of the sampling alone
 on this machine with the threads given.
 
-Usage: python eval/evaluate_checkpoint.py [--checkpoint PATH] [--rows ancestral:1000:1000,heun:20:10000]
+Usage: python eval/evaluate_checkpoint.py [--checkpoint PATH] [--rows ancestral:1000:1000,heun:20:10000,heun:20:500:5]
        [--nll-passes 1] [--threads 2] [--out FILE.md]
 """
 
@@ -31,11 +32,12 @@ PUBLISHED = [  # FACTS.md: QM9, 10,000 samples
 ]
 
 
-def parse_rows(text: str) -> list[tuple[str, int, int]]:
+def parse_rows(text: str) -> list[tuple[str, int, int, float]]:
+    """SAMPLER:STEPS:N[:CHURN] items, comma-separated -> (sampler, steps, N, churn)."""
     rows = []
     for item in text.split(","):
-        sampler, steps, count = item.split(":")
-        rows.append((sampler, int(steps), int(count)))
+        sampler, steps, count, *churn = item.split(":")
+        rows.append((sampler, int(steps), int(count), float(churn[0]) if churn else 0.0))
     return rows
 
 
@@ -70,13 +72,14 @@ def main() -> None:
                         for name, steps, n, a, m, v, vu in PUBLISHED]
     print(header, flush=True)
     records = []
-    for sampler, steps, count in parse_rows(args.rows):
+    for sampler, steps, count, churn in parse_rows(args.rows):
         settings = SampleSettings(num_molecules=count, sampler=sampler, steps=steps, batch_size=args.batch_size,
-                                  device="cpu")
+                                  device="cpu", churn=churn)
         samples = generate(loaded, settings, progress=True)
         metrics = samples.metrics(reference)
         bounds = intervals(metrics)
-        line = (f"| molgen PONITA (step {loaded.step:,}) | {sampler} | {steps} | {count:,} | {nll_text} | "
+        name = sampler if not churn else f"{sampler}, churn {churn:g}"
+        line = (f"| molgen PONITA (step {loaded.step:,}) | {name} | {steps} | {count:,} | {nll_text} | "
                 + " | ".join(cell(getattr(metrics, name), bounds.get(name))
                              for name in ("atom_stable", "mol_stable", "validity", "valid_and_unique", "novelty"))
                 + f" | {samples.seconds_per_molecule:.3f} |")
