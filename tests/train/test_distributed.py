@@ -62,6 +62,7 @@ def log_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_in_float64_and_resume_in_one(tiny_export, tmp_path):
     config = ddp_config(tmp_path / "ddp")
     (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
@@ -96,6 +97,7 @@ def test_two_processes_equal_one_in_float64_and_resume_in_one(tiny_export, tmp_p
                                rtol=1e-9, atol=1e-15)
 
 
+@pytest.mark.slow
 def test_torchrun_molgen_train(tiny_export, tmp_path, capsys):
     config = ddp_config(tmp_path / "ddp", eval_every=0)
     (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
