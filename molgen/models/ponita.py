@@ -33,7 +33,6 @@ from molgen.nn.dense import dense_layout, from_dense, molecule_atoms, size_group
 from molgen.precision import autocast
 
 
-
 @dataclass(frozen=True)
 class PonitaConfig(DictConfig):
     """Sizes and options of the PONITA denoiser.
