@@ -1,4 +1,5 @@
-"""Batches of molecules of similar size: dense per-molecule layouts pad to the largest molecule of a batch."""
+"""The batch order of each training epoch: size-bucketed (dense layouts pad to the largest molecule of a batch) or
+uniformly random. Each epoch's order comes from (seed, epoch) alone, so it can be rebuilt exactly when a run resumes."""
 
 from __future__ import annotations
 
@@ -6,12 +7,17 @@ import torch
 from torch import Tensor
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch `epoch`'s batch order in a run seeded with `seed`."""
+    return seed * 1_000_003 + epoch
+
+
 class SizeBucketBatchSampler:
     """Yields batches (index tensors) of molecules with similar atom counts, in a random order each epoch.
 
     Each epoch shuffles the molecules, sorts them stably by atom count (so equal sizes stay shuffled), cuts
     the sorted list into batches of `batch_size`, and shuffles the batches. All randomness comes from
-    (seed, epoch), so an epoch's batches can be rebuilt exactly when a run resumes.
+    `epoch_seed(seed, epoch)`.
     """
 
     def __init__(self, num_atoms: Tensor, batch_size: int, seed: int = 0, drop_last: bool = True) -> None:
@@ -26,7 +32,7 @@ class SizeBucketBatchSampler:
 
     def epoch(self, epoch: int) -> list[Tensor]:
         """The batches of one epoch, each an int64 tensor of dataset indices."""
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
         shuffled = torch.randperm(len(self.num_atoms), generator=generator)  # [D]
         by_size = shuffled[torch.argsort(self.num_atoms[shuffled], stable=True)]  # [D]
         batches = list(torch.split(by_size, self.batch_size))
@@ -34,3 +40,21 @@ class SizeBucketBatchSampler:
             batches.pop()
         order = torch.randperm(len(batches), generator=generator).tolist()
         return [batches[i] for i in order]
+
+
+class RandomBatchSampler:
+    """Uniformly random batches (no size bucketing); epoch e's order from `epoch_seed(seed, e)`, the last partial
+    batch dropped."""
+
+    def __init__(self, num_atoms: Tensor, batch_size: int, seed: int = 0) -> None:
+        self.size, self.batch_size, self.seed = len(num_atoms), batch_size, seed
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        return self.size // self.batch_size
+
+    def epoch(self, epoch: int) -> list[Tensor]:
+        """The batches of one epoch, each an int64 tensor of dataset indices."""
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
+        order = torch.randperm(self.size, generator=generator)  # [D]
+        return list(torch.split(order[: len(self) * self.batch_size], self.batch_size))

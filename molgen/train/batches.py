@@ -1,5 +1,5 @@
-"""What each training step trains on: the batch order, each molecule's t and noise, and the next batch prepared
-in the background.
+"""What each training step trains on: the run's molecules, the position in an epoch, and the next batch prepared
+in the background (the batch order itself: molgen.data.sampler).
 
 Every molecule's randomness at a step comes from a generator seeded by (run seed, step, dataset index)
 (molgen.train.randomness), so a batch and its noise depend on nothing else: they can be prepared ahead on another
@@ -29,21 +29,6 @@ class FirstMolecules:
 
     def batch(self, indices) -> MoleculeBatch:
         return self.dataset.batch(indices)
-
-
-class RandomBatchSampler:
-    """Uniformly random batches (no size bucketing); epoch e's order from (seed, e), the last partial batch dropped."""
-
-    def __init__(self, num_atoms: Tensor, batch_size: int, seed: int = 0) -> None:
-        self.size, self.batch_size, self.seed = len(num_atoms), batch_size, seed
-
-    def __len__(self) -> int:
-        return self.size // self.batch_size
-
-    def epoch(self, epoch: int) -> list[Tensor]:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        order = torch.randperm(self.size, generator=generator)  # [D]
-        return list(torch.split(order[: len(self) * self.batch_size], self.batch_size))
 
 
 def rescaled_position(payload: dict[str, Any], batch_size: int) -> int:

@@ -50,14 +50,15 @@ from molgen.checkpoint import (
     save_checkpoint,
 )
 from molgen.config import RunConfig, save_config
-from molgen.data.sampler import SizeBucketBatchSampler
+from molgen.data.sampler import RandomBatchSampler, SizeBucketBatchSampler
+from molgen.data.stats import node_count_histogram
 from molgen.device import resolve_device
 from molgen.diffusion import NodeCountDistribution, diffusion_loss, evaluate_nll
 from molgen.errors import MolgenError
 from molgen.geometry.centroid import remove_centroid
 from molgen.precision import resolve_precision, set_precision
 from molgen.threads import configure_threads
-from molgen.train.batches import FirstMolecules, Prefetcher, RandomBatchSampler, rescaled_position
+from molgen.train.batches import FirstMolecules, Prefetcher, rescaled_position
 from molgen.train.clipping import AdaptiveClipper, global_grad_norm, scale_gradients
 from molgen.train.cooldown import branch_points, finish_cooldown, start_branch
 from molgen.train.distributed import (
@@ -73,7 +74,6 @@ from molgen.train.schedule import build_schedule
 
 log = logging.getLogger(__name__)
 
-MAX_ATOMS = 29
 REPORT_SECONDS = 30.0  # without a progress bar, a line with the molecules/s at most this often
 LOG_COLUMNS = (
     "kind", "step", "epoch", "loss", "grad_norm", "clipped", "skipped", "lr", "mol_per_s",
@@ -153,7 +153,7 @@ class Trainer:
         self.device = self.world.device(resolve_device(tc.device))
         self.precision = resolve_precision(tc.precision, self.device)
         if node_histogram is None:
-            node_histogram = torch.bincount(torch.as_tensor(train_set.num_atoms), minlength=MAX_ATOMS + 1)
+            node_histogram = node_count_histogram(train_set)
         self.node_histogram = torch.as_tensor(node_histogram).to(torch.int64).cpu()  # [30]
         if config.data.max_train_molecules is not None:
             train_set = FirstMolecules(train_set, config.data.max_train_molecules)
