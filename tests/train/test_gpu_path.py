@@ -109,6 +109,7 @@ def test_gpu_config_scales_the_cpu_recipe():
     assert 20 * parameters < 15 * 2**20  # weights, EMA and three AdamW (amsgrad) tensors in float32 < 16 MiB
 
 
+@pytest.mark.slow
 def test_benchmark_table(qm9_splits, tmp_path):
     from molgen.data.stats import node_count_histogram
     from molgen.train.bench import benchmark, format_table

@@ -77,6 +77,7 @@ def test_format2_checkpoint_migrates_to_the_set_of_emas(qm9_splits, tmp_path):
     assert resumed.molecules == 32 and resumed.run(max_steps=3).step == 3
 
 
+@pytest.mark.slow
 def test_cooldown_branch_ships_the_best_ema_and_the_main_branch_resumes(qm9_splits, tmp_path):
     main = trainer_for(qm9_splits, tmp_path / "main", min_lr=1e-5)
     main.run(max_steps=3)
