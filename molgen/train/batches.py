@@ -1,5 +1,5 @@
-"""What each training step trains on: the run's molecules, the position in an epoch, and the next batch prepared
-in the background (the batch order itself: molgen.data.sampler).
+"""What each training step trains on: the molecules of a batch with each one's t and noise, on the device, and the
+next batch prepared in the background.
 
 Every molecule's randomness at a step comes from a generator seeded by (run seed, step, dataset index)
 (molgen.train.randomness), so a batch and its noise depend on nothing else: they can be prepared ahead on another
@@ -16,6 +16,10 @@ import torch
 from torch import Tensor
 
 from molgen.batch import MoleculeBatch
+from molgen.errors import MolgenError
+from molgen.geometry.centroid import remove_centroid
+from molgen.train.randomness import per_sample_noise
+
 
 class FirstMolecules:
     """The first `count` molecules of a data set (same indices, so the same per-molecule randomness)."""
@@ -31,14 +35,67 @@ class FirstMolecules:
         return self.dataset.batch(indices)
 
 
-def rescaled_position(payload: dict[str, Any], batch_size: int) -> int:
-    """A checkpoint's position in its epoch (`batch_in_epoch`) in batches of `batch_size` molecules.
+def training_subset(dataset, max_molecules: int | None, batch_size: int, processes: int):
+    """The molecules a run trains on: the first `max_molecules` of `dataset` (all if None); MolgenError if they
+    make less than one batch, or the batch does not split evenly over the processes."""
+    if max_molecules is not None:
+        dataset = FirstMolecules(dataset, max_molecules)
+    if len(dataset) < batch_size:
+        raise MolgenError(f"the training set has {len(dataset)} molecules, fewer than one batch ({batch_size})")
+    if batch_size % processes:
+        raise MolgenError(f"data.batch_size ({batch_size}) must be a multiple of the number of processes "
+                          f"({processes}): each takes an equal share of every batch")
+    return dataset
 
-    A run resumed with another batch size keeps the fraction of the epoch it had done (the batches themselves
-    differ, so this is where the exact replay of the data ends).
+
+class StepBatches:
+    """The molecules at given dataset indices with their steps t and noise for one training step, on the device.
+
+    Args:
+        dataset: anything with `num_atoms` [D] and `batch(indices)`.
+        seed: the run seed.
+        timesteps: T, the diffusion steps (t ~ U{0..T}).
+        device: where the step runs.
+        prefetch: prepare the next batch on a background thread while a step trains.
     """
-    stored = int(payload["config"]["data"]["batch_size"])
-    return int(payload["batch_in_epoch"]) * stored // batch_size
+
+    def __init__(self, dataset, seed: int, timesteps: int, device: torch.device, prefetch: bool) -> None:
+        self.dataset, self.seed, self.timesteps, self.device = dataset, seed, timesteps, device
+        self.num_atoms = [int(n) for n in dataset.num_atoms]  # per dataset index, for the noise
+        self.prefetcher = Prefetcher(self.prepare_host) if prefetch else None
+
+    def prepare_host(self, indices: Tensor, step: int) -> tuple[MoleculeBatch, Tensor, Tensor]:
+        """On the CPU: the molecules at `indices`, their steps t_int [B] and noise eps [M, 9]."""
+        batch = self.dataset.batch(indices)
+        index_list = indices.tolist()
+        t_int, eps = per_sample_noise(self.seed, step, index_list, [self.num_atoms[i] for i in index_list],
+                                      self.timesteps, batch.x.dtype)  # [B], [M, 9]
+        return batch, t_int, eps
+
+    def prepare(self, indices: Tensor, step: int) -> tuple[MoleculeBatch, Tensor, tuple[Tensor, Tensor]]:
+        """The molecules at `indices` on the device, their steps t_int [B] and noise (eps_x [M, 3], eps_h [M, 6])."""
+        host = self.prefetcher.get(indices, step) if self.prefetcher else self.prepare_host(indices, step)
+        batch, t_int, eps = host
+        non_blocking = self.device.type == "cuda"
+        batch = batch.to(self.device) if batch.x.device != self.device else batch
+        t_int = t_int.to(self.device, non_blocking=non_blocking)  # [B]
+        eps = eps.to(self.device, non_blocking=non_blocking)  # [M, 9]
+        eps_x = remove_centroid(eps[:, :3], batch.batch, batch.num_molecules)  # [M, 3]
+        return batch, t_int, (eps_x, eps[:, 3:])
+
+    def ahead(self, indices: Tensor, step: int) -> None:
+        """Start preparing `indices` for `step` in the background (with a prefetcher)."""
+        if self.prefetcher is not None:
+            self.prefetcher.ahead(indices, step)
+
+    def largest(self, indices: Tensor) -> int:
+        """The atom count of the largest molecule at `indices` [B]."""
+        return max(self.num_atoms[i] for i in indices.tolist())
+
+    def close(self) -> None:
+        """Stop preparing ahead."""
+        if self.prefetcher is not None:
+            self.prefetcher.close()
 
 
 class Prefetcher:

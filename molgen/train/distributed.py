@@ -127,3 +127,30 @@ def replicas_agree(tensors: list[Tensor], world: World, device: torch.device) ->
     gathered = [torch.empty_like(fingerprint) for _ in range(world.size)]
     dist.all_gather(gathered, fingerprint)
     return all(torch.equal(other, fingerprint) for other in gathered)
+
+
+def data_parallel(model: torch.nn.Module, world: World, device: torch.device) -> torch.nn.Module:
+    """The model as the loss calls it: wrapped in DistributedDataParallel when there are several processes.
+
+    The wrapper shares the model's parameters, so the optimizer, the EMA and the checkpoints use the bare model.
+    """
+    if not world.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    if not dist.is_initialized():
+        raise MolgenError(f"a run of {world.size} processes needs their process group: start it with torchrun and "
+                          "`molgen train`")
+    device_ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def check_replicas(modules: list[torch.nn.Module], clip_history: list[float], step: int, world: World,
+                   device: torch.device) -> None:
+    """MolgenError unless every process holds the same weights of `modules` (the model and its EMA) and the same
+    clipping history at `step`."""
+    history = torch.tensor(clip_history, dtype=torch.float64)  # [<= 50]
+    tensors = [*(p for module in modules for p in module.parameters()), history]
+    if not replicas_agree(tensors, world, device):
+        raise MolgenError(f"at step {step} the {world.size} processes hold different weights; the data-parallel "
+                          "run is out of step (the checkpoint of the last agreeing step is kept)")

@@ -1,18 +1,17 @@
 """The trainer: EDM's training loop (Hoogeboom et al. 2022) with a reproducible, resumable state.
 
-One step: the next size-bucketed batch of the epoch (the order of epoch e comes from (seed, e)); each molecule's
-diffusion step t and its [N, 9] noise from a generator seeded by (seed, step, dataset index), positions projected
-to zero centroid; EDM's l2 loss; backward; a non-finite loss or gradient norm skips the step (weights,
-optimizer, EMA and clipping history untouched); EDM's adaptive gradient clipping; AdamW (amsgrad) at the
-scheduled learning rate; the EMA update. Because no randomness depends on anything but (seed, step, index), a run
-interrupted and resumed from its checkpoint ends with bitwise the same weights as an uninterrupted one (same
-device and thread count), and a data-parallel run can rebuild exactly the same molecules' noise.
+One step (molgen.train.step) takes the next batch of the epoch (molgen.train.cursor) with each molecule's t and
+noise (molgen.train.batches); EDM's l2 loss, backward, a skip when the loss or gradient norm is not finite, EDM's
+adaptive gradient clipping, AdamW (amsgrad) at the scheduled learning rate, the EMA update. No randomness depends
+on anything but the seed and the position (molgen.train.randomness), so a run interrupted and resumed from its
+checkpoint (molgen.train.state) ends with bitwise the same weights as an uninterrupted one (same device and thread
+count), and a data-parallel run can rebuild exactly the same molecules' noise.
 
-Around the steps, `run` writes run_dir/log.csv, evaluates the validation NLL with the EMA weights on a fixed
-subset every `eval_every` steps (keeping run_dir/best.pt), samples molecules for stability and validity every
-`sample_every` steps (skipped when RDKit is missing), and writes run_dir/last.pt every `checkpoint_every`
-steps, at the end, and when interrupted (SIGINT/SIGTERM: the current step finishes, the state is saved) or out of
-time (`run(time_limit=...)`).
+Around the steps, `run` writes run_dir/log.csv, evaluates the validation NLL with the EMA weights on a fixed subset
+every `eval_every` steps (keeping run_dir/best.pt) and samples molecules for stability and validity every
+`sample_every` steps (skipped when RDKit is missing), and writes run_dir/last.pt every `checkpoint_every` steps, at
+the end, and when interrupted (SIGINT/SIGTERM: the current step finishes, the state is saved) or out of time
+(`run(time_limit=...)`).
 
 Under torchrun the trainer is data-parallel (molgen.train.distributed): each process takes its shard of every
 global batch, DistributedDataParallel averages the gradients, and process 0 alone logs, evaluates, samples and
@@ -38,39 +37,27 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from molgen import __version__
 from molgen.atomic import atomic_write
 from molgen.batch import MoleculeBatch
-from molgen.checkpoint import (
-    CHECKPOINT_FORMAT,
-    CheckpointError,
-    check_resume_config,
-    copy_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-)
+from molgen.checkpoint import check_resume_config, copy_checkpoint, load_checkpoint, save_checkpoint
 from molgen.config import RunConfig, save_config
 from molgen.data.sampler import RandomBatchSampler, SizeBucketBatchSampler
 from molgen.data.stats import node_count_histogram
 from molgen.device import resolve_device
-from molgen.diffusion import NodeCountDistribution, diffusion_loss, evaluate_nll
-from molgen.errors import MolgenError
-from molgen.geometry.centroid import remove_centroid
+from molgen.diffusion import NodeCountDistribution, evaluate_nll
 from molgen.precision import resolve_precision, set_precision
 from molgen.threads import configure_threads
-from molgen.train.batches import FirstMolecules, Prefetcher, rescaled_position
-from molgen.train.clipping import AdaptiveClipper, global_grad_norm, scale_gradients
-from molgen.train.cooldown import branch_points, finish_cooldown, start_branch
-from molgen.train.distributed import (
-    World,
-    any_process,
-    mean_over_processes,
-    replicas_agree,
-    shard,
-)
+from molgen.train.batches import StepBatches, training_subset
+from molgen.train.clipping import AdaptiveClipper
+from molgen.train.cooldown import finish_cooldown, start_branch
+from molgen.train.cursor import EpochCursor
+from molgen.train.distributed import World, any_process, check_replicas, data_parallel, shard
 from molgen.train.ema import EMASet
-from molgen.train.randomness import capture_rng, per_sample_noise, restore_rng, seeded
+from molgen.train.randomness import seeded
 from molgen.train.schedule import build_schedule
+from molgen.train.state import restore_trainer_state, trainer_state
+from molgen.train.step import OptimisationStep, StepResult
+
 
 log = logging.getLogger(__name__)
 
@@ -79,28 +66,6 @@ LOG_COLUMNS = (
     "kind", "step", "epoch", "loss", "grad_norm", "clipped", "skipped", "lr", "mol_per_s",
     "val_nll", "val_nll_se", "atom_stable", "mol_stable", "validity", "uniqueness", "seconds", "time",
 )
-
-
-class NonFiniteError(MolgenError):
-    """Too many consecutive steps had a non-finite loss or gradient norm."""
-
-
-# ------------------------------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class StepResult:
-    """One training step: the loss, the raw gradient norm, clipping, the learning rate and whether it was skipped."""
-
-    step: int
-    epoch: int
-    loss: float
-    grad_norm: float
-    threshold: float | None
-    clipped: bool
-    skipped: bool
-    lr: float
-    num_molecules: int
 
 
 @dataclass
@@ -115,9 +80,6 @@ class RunResult:
     out_of_time: bool = False
 
 
-# ------------------------------------------------------------------------------------------------- trainer
-
-
 class Trainer:
     """EDM training of a denoiser on QM9 (see the module docstring).
 
@@ -126,7 +88,7 @@ class Trainer:
         train_set: the training split (a `QM9Dataset`, or anything with `num_atoms` [D], `len` and `batch(indices)`).
         valid_set: the validation split, for the NLL evaluations (None: no evaluations).
         model: a denoiser to train instead of `config.model.build()` (tests); its weights must fit the config's
-            model if checkpoints are to be rebuilt by `load_denoiser`.
+            model if its checkpoints are to be loaded as a model (molgen.checkpoint).
         node_histogram: p(N) as counts per atom count (default: the histogram of `train_set`).
         progress: show a tqdm bar and print evaluation results.
         world: the processes of a data-parallel run (default: this process alone); with more than one, the process
@@ -148,57 +110,82 @@ class Trainer:
     ) -> None:
         self.config, self.progress = config, progress
         self.world = world if world is not None else World()
-        tc = config.train
+        tc, batch_size = config.train, config.data.batch_size
         self.threads = configure_threads(tc.threads)
         self.device = self.world.device(resolve_device(tc.device))
         self.precision = resolve_precision(tc.precision, self.device)
-        if node_histogram is None:
-            node_histogram = node_count_histogram(train_set)
-        self.node_histogram = torch.as_tensor(node_histogram).to(torch.int64).cpu()  # [30]
-        if config.data.max_train_molecules is not None:
-            train_set = FirstMolecules(train_set, config.data.max_train_molecules)
-        if len(train_set) < config.data.batch_size:
-            raise MolgenError(f"the training set has {len(train_set)} molecules, fewer than one batch "
-                              f"({config.data.batch_size})")
-        if config.data.batch_size % self.world.size:
-            raise MolgenError(f"data.batch_size ({config.data.batch_size}) must be a multiple of the number of "
-                              f"processes ({self.world.size}): each takes an equal share of every batch")
-        self.train_set, self.valid_set = train_set, valid_set
-        self._num_atoms = [int(n) for n in train_set.num_atoms]  # per dataset index, for the noise
+        histogram = node_count_histogram(train_set) if node_histogram is None else node_histogram
+        self.node_histogram = torch.as_tensor(histogram).to(torch.int64).cpu()  # [30]
+        self.train_set = training_subset(train_set, config.data.max_train_molecules, batch_size, self.world.size)
+        self.valid_set = valid_set
         sampler_cls = SizeBucketBatchSampler if config.data.bucket_by_size else RandomBatchSampler
-        self.batch_sampler = sampler_cls(torch.as_tensor(train_set.num_atoms), config.data.batch_size, tc.seed)
-
+        self.cursor = EpochCursor(sampler_cls(torch.as_tensor(self.train_set.num_atoms), batch_size, tc.seed))
         self.schedule = config.diffusion.build_schedule().to(self.device)
-        model = model if model is not None else seeded(tc.seed, config.model.build)  # weights from the seed alone
-        set_precision(model, self.precision)
-        self.model = model.to(self.device).train()
-        self.parallel_model = self._data_parallel(self.model)
-        self.parameters = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.parameters, lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay,
-                                           amsgrad=tc.amsgrad)
-        self.emas = EMASet(self.model, tc.ema_decays, config.data.batch_size)
-        self.ema = self.emas.primary
-        self.clipper = AdaptiveClipper()
-        self.lr_schedule = build_schedule(tc, config.data.batch_size)
+        self._build_model(model)
+        self.lr_schedule = build_schedule(tc, batch_size)
         use_prefetch = self.device.type == "cuda" if prefetch is None else prefetch
-        self.prefetcher = Prefetcher(self._prepare_host) if use_prefetch else None
-
+        self.batches = StepBatches(self.train_set, tc.seed, config.diffusion.timesteps, self.device, use_prefetch)
         self.step = 0  # steps (batches) taken
         self.molecules = 0  # molecules seen (the unit of the learning-rate and EMA schedules)
-        self.epoch = 0  # epoch of the next batch
-        self.batch_in_epoch = 0  # index of the next batch within its epoch
-        self.consecutive_nonfinite = 0
-        self.skipped_steps = 0
         self.metrics: list[dict[str, Any]] = []
         self.best_nll: float | None = None
-        self._epoch_cache: tuple[int, list[Tensor]] | None = None
         self._eval_batches: list[MoleculeBatch] | None = None
         self._rdkit_note_given = False
         self._stop_requested = False
         self.stop_signal: int | None = None  # the signal that asked this process to stop, if one did
         self._reported_at = -math.inf
 
-    # ------------------------------------------------------------------------------------------ paths
+    def _build_model(self, model: torch.nn.Module | None) -> None:
+        """The model (initial weights from the seed alone), its optimizer and EMAs, and the optimisation step."""
+        tc = self.config.train
+        model = model if model is not None else seeded(tc.seed, self.config.model.build)
+        set_precision(model, self.precision)
+        self.model = model.to(self.device).train()
+        parallel_model = data_parallel(self.model, self.world, self.device)
+        self.parameters = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.parameters, lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay,
+                                           amsgrad=tc.amsgrad)
+        self.emas = EMASet(self.model, tc.ema_decays, self.config.data.batch_size)
+        self.ema = self.emas.primary
+        self.optimisation = OptimisationStep(self.model, parallel_model, self.schedule, self.parameters,
+                                             self.optimizer, self.emas, self.world, tc,
+                                             self.config.diffusion.normalization)
+
+    # ------------------------------------------------------------------------------------------ the pieces' state
+
+    @property
+    def epoch(self) -> int:
+        """The epoch of the next batch."""
+        return self.cursor.epoch
+
+    @property
+    def batch_in_epoch(self) -> int:
+        """The index of the next batch within its epoch."""
+        return self.cursor.batch_in_epoch
+
+    @property
+    def clipper(self) -> AdaptiveClipper:
+        """EDM's adaptive gradient clipping and its history."""
+        return self.optimisation.clipper
+
+    @clipper.setter
+    def clipper(self, clipper: AdaptiveClipper) -> None:
+        self.optimisation.clipper = clipper
+
+    @property
+    def consecutive_nonfinite(self) -> int:
+        """Steps skipped in a row as non-finite."""
+        return self.optimisation.consecutive_nonfinite
+
+    @property
+    def skipped_steps(self) -> int:
+        """Steps skipped as non-finite in all."""
+        return self.optimisation.skipped_steps
+
+    @property
+    def prefetcher(self):
+        """The background preparation of the next batch (None without one)."""
+        return self.batches.prefetcher
 
     @property
     def run_dir(self) -> Path:
@@ -218,44 +205,13 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ one step
 
-    def _batches(self, epoch: int) -> list[Tensor]:
-        if self._epoch_cache is None or self._epoch_cache[0] != epoch:
-            self._epoch_cache = (epoch, self.batch_sampler.epoch(epoch))
-        return self._epoch_cache[1]
-
     def next_indices(self) -> tuple[Tensor, int]:
         """The dataset indices of the next batch and its epoch (the position advances in `train_step`)."""
-        batches = self._batches(self.epoch)
-        if self.batch_in_epoch >= len(batches):
-            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
-            batches = self._batches(self.epoch)
-        return batches[self.batch_in_epoch], self.epoch
-
-    def _prepare_host(self, indices: Tensor, step: int) -> tuple[MoleculeBatch, Tensor, Tensor]:
-        """On the CPU: the molecules at `indices`, their steps t_int [B] and noise eps [M, 9]."""
-        batch = self.train_set.batch(indices)
-        index_list = indices.tolist()
-        t_int, eps = per_sample_noise(self.config.train.seed, step, index_list,
-                                      [self._num_atoms[i] for i in index_list],
-                                      self.config.diffusion.timesteps, batch.x.dtype)  # [B], [M, 9]
-        return batch, t_int, eps
+        return self.cursor.next_indices()
 
     def prepare_batch(self, indices: Tensor, step: int) -> tuple[MoleculeBatch, Tensor, tuple[Tensor, Tensor]]:
         """The molecules at `indices` on the device, their steps t_int [B] and noise (eps_x [M, 3], eps_h [M, 6])."""
-        host = self.prefetcher.get(indices, step) if self.prefetcher else self._prepare_host(indices, step)
-        batch, t_int, eps = host
-        non_blocking = self.device.type == "cuda"
-        batch = batch.to(self.device) if batch.x.device != self.device else batch
-        t_int = t_int.to(self.device, non_blocking=non_blocking)  # [B]
-        eps = eps.to(self.device, non_blocking=non_blocking)  # [M, 9]
-        eps_x = remove_centroid(eps[:, :3], batch.batch, batch.num_molecules)  # [M, 3]
-        return batch, t_int, (eps_x, eps[:, 3:])
-
-    def _prefetch_next(self) -> None:
-        """Start preparing the next batch of this epoch in the background (with a prefetcher)."""
-        batches = self._batches(self.epoch)
-        if self.prefetcher is not None and self.batch_in_epoch + 1 < len(batches):
-            self.prefetcher.ahead(shard(batches[self.batch_in_epoch + 1], self.world), self.step + 1)
+        return self.batches.prepare(indices, step)
 
     def train_step(self) -> StepResult:
         """Take one step on the next batch (or skip it if the loss or gradient norm is not finite).
@@ -263,66 +219,20 @@ class Trainer:
         In a data-parallel run this process computes the loss of its shard of the batch; the logged loss is the
         mean over the processes, and all of them skip, clip and step alike.
         """
-        tc = self.config.train
         indices, epoch = self.next_indices()  # [B] the global batch
         step = self.step
         batch, t_int, noise = self.prepare_batch(shard(indices, self.world), step)  # this process's B / W molecules
-        self._prefetch_next()
+        following = self.cursor.following()
+        if following is not None:
+            self.batches.ahead(shard(following, self.world), step + 1)
         lr = self.lr_schedule(self.molecules)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.zero_grad(set_to_none=True)
-        normalization = self.config.diffusion.normalization
-        padded_atoms = max(self._num_atoms[i] for i in indices.tolist()) if normalization == "padded" else None
-        loss = diffusion_loss(self.parallel_model, self.schedule, batch, normalization=normalization, t_int=t_int,
-                              noise=noise, padded_atoms=padded_atoms).loss
-        loss_value, grad_norm, threshold, clipped = mean_over_processes(loss, self.world), math.nan, None, False
-        skipped = not math.isfinite(loss_value)
-        if not skipped:
-            loss.backward()  # DistributedDataParallel averages the gradients over the processes
-            norm = global_grad_norm(self.parameters)  # [] raw global norm
-            grad_norm = float(norm)
-            skipped = not math.isfinite(grad_norm)
-        if skipped:
-            self.optimizer.zero_grad(set_to_none=True)
-            self.consecutive_nonfinite += 1
-            self.skipped_steps += 1
-            log.warning("step %d skipped: non-finite %s (%d in a row)", step,
-                        "loss" if not math.isfinite(loss_value) else "gradient norm", self.consecutive_nonfinite)
-        else:
-            if tc.adaptive_clipping:
-                threshold, clipped = self.clipper.record(grad_norm)
-                if clipped:
-                    scale_gradients(self.parameters, threshold, norm)
-            self.optimizer.step()
-            self.emas.update(self.model)
-            self.consecutive_nonfinite = 0
-        self.step, self.batch_in_epoch = step + 1, self.batch_in_epoch + 1
+        padded = self.batches.largest(indices) if self.config.diffusion.normalization == "padded" else None
+        update = self.optimisation(batch, t_int, noise, lr, step, padded_atoms=padded)
+        self.step = step + 1
+        self.cursor.advance()
         self.molecules += len(indices)
-        if self.consecutive_nonfinite >= tc.max_consecutive_nonfinite:
-            where = f"; the last checkpoint {self.last_path} is intact" if self.last_path.exists() else ""
-            raise NonFiniteError(
-                f"training stopped at step {step}: {self.consecutive_nonfinite} consecutive steps with a non-finite "
-                f"loss or gradient norm{where} (lower train.lr, or check the data and the model)"
-            )
-        return StepResult(step=step, epoch=epoch, loss=loss_value, grad_norm=grad_norm, threshold=threshold,
-                          clipped=clipped, skipped=skipped, lr=lr, num_molecules=len(indices))
-
-    def _data_parallel(self, model: torch.nn.Module) -> torch.nn.Module:
-        """The model as the loss calls it: wrapped in DistributedDataParallel when there are several processes.
-
-        The wrapper shares the model's parameters, so the optimizer, the EMA and the checkpoints use the bare
-        model.
-        """
-        if not self.world.distributed:
-            return model
-        from torch.nn.parallel import DistributedDataParallel
-
-        if not torch.distributed.is_initialized():
-            raise MolgenError(f"a run of {self.world.size} processes needs their process group: start it with "
-                              "torchrun and `molgen train`")
-        device_ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=device_ids)
+        self.optimisation.check_nonfinite(step, self.last_path)
+        return StepResult(step=step, epoch=epoch, lr=lr, num_molecules=len(indices), **update._asdict())
 
     # ------------------------------------------------------------------------------------------ evaluation
 
@@ -397,53 +307,11 @@ class Trainer:
 
     def state_dict(self) -> dict[str, Any]:
         """The checkpoint payload (see molgen.checkpoint)."""
-        return {
-            "format_version": CHECKPOINT_FORMAT,
-            "molgen_version": __version__,
-            "config": self.config.to_dict(),
-            "model": self.model.state_dict(),
-            "ema": self.ema.state_dict(),
-            "emas": self.emas.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "step": self.step,
-            "epoch": self.epoch,
-            "batch_in_epoch": self.batch_in_epoch,
-            "clip_history": self.clipper.state_dict(),
-            "consecutive_nonfinite": self.consecutive_nonfinite,
-            "skipped_steps": self.skipped_steps,
-            "node_histogram": self.node_histogram.clone(),
-            "rng": capture_rng(),
-            "metrics": [dict(m) for m in self.metrics],
-            "best_nll": self.best_nll,
-            "molecules": self.molecules,
-            "rewarmup_start": self.lr_schedule.rewarmup_start,
-            "cooldown_start": self.lr_schedule.cooldown_start,
-        }
+        return trainer_state(self)
 
     def load_state_dict(self, payload: dict[str, Any], path: str | Path = "<memory>") -> None:
         """Restore the state saved by `state_dict` (a payload from `load_checkpoint`)."""
-        try:
-            self.model.load_state_dict(payload["model"])
-            initialised = self.emas.load_state_dict(payload["emas"])
-            self.optimizer.load_state_dict(payload["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise CheckpointError(path, f"its weights or optimizer state do not fit this model: {first}") from None
-        self.step, self.epoch = int(payload["step"]), int(payload["epoch"])
-        self.batch_in_epoch = rescaled_position(payload, self.config.data.batch_size)
-        self.molecules = int(payload["molecules"])
-        self.lr_schedule = build_schedule(self.config.train, self.config.data.batch_size,
-                                          *branch_points(payload, self.config, path))
-        self.clipper = AdaptiveClipper(payload["clip_history"])
-        self.consecutive_nonfinite = int(payload["consecutive_nonfinite"])
-        self.skipped_steps = int(payload["skipped_steps"])
-        self.node_histogram = torch.as_tensor(payload["node_histogram"]).to(torch.int64).cpu()
-        self.metrics = [dict(m) for m in payload["metrics"]]
-        self.best_nll = payload["best_nll"]
-        self._epoch_cache = None
-        restore_rng(payload.get("rng") or {})
-        if initialised:
-            self._note(f"EMAs {', '.join(initialised)} start as copies of the checkpoint's nearest EMA")
+        restore_trainer_state(self, payload, path)
 
     def save_checkpoint(self, path: str | Path | None = None) -> Path:
         """Write the state to `path` (default run_dir/last.pt) atomically."""
@@ -538,8 +406,7 @@ class Trainer:
                         copy_checkpoint(self.last_path, self.best_path)
             finally:
                 bar.close()
-                if self.prefetcher is not None:
-                    self.prefetcher.close()
+                self.batches.close()
             if window:
                 self._write_train_row(writer, window, log_file)
             self._check_replicas()
@@ -605,11 +472,7 @@ class Trainer:
 
     def _check_replicas(self) -> None:
         """In a data-parallel run, check that every process holds the same weights, EMA and clipping history."""
-        history = torch.tensor(self.clipper.history, dtype=torch.float64)  # [<= 50]
-        tensors = [*self.model.parameters(), *self.ema.module.parameters(), history]
-        if not replicas_agree(tensors, self.world, self.device):
-            raise MolgenError(f"at step {self.step} the {self.world.size} processes hold different weights; the "
-                              "data-parallel run is out of step (the checkpoint of the last agreeing step is kept)")
+        check_replicas([self.model, self.ema.module], self.clipper.history, self.step, self.world, self.device)
 
     def _trim_log(self) -> None:
         """Drop log rows from steps after the current state (a run killed after its last checkpoint)."""

@@ -15,8 +15,9 @@ from molgen.data.stats import node_count_histogram
 from molgen.errors import MolgenError
 from molgen.models.ponita import Ponita, PonitaConfig
 from molgen.train.clipping import AdaptiveClipper, global_grad_norm
-from molgen.train.loop import NonFiniteError, Trainer
+from molgen.train.loop import Trainer
 from molgen.train.randomness import per_sample_noise, sample_seed
+from molgen.train.step import NonFiniteError
 
 from .helpers import TINY_PONITA, assert_same_state, tiny_config
 
