@@ -7,11 +7,10 @@ on anything but the seed and the position (molgen.train.randomness), so a run in
 checkpoint (molgen.train.state) ends with bitwise the same weights as an uninterrupted one (same device and thread
 count), and a data-parallel run can rebuild exactly the same molecules' noise.
 
-Around the steps, `run` writes run_dir/log.csv, evaluates the validation NLL with the EMA weights on a fixed subset
-every `eval_every` steps (keeping run_dir/best.pt) and samples molecules for stability and validity every
-`sample_every` steps (skipped when RDKit is missing), and writes run_dir/last.pt every `checkpoint_every` steps, at
-the end, and when interrupted (SIGINT/SIGTERM: the current step finishes, the state is saved) or out of time
-(`run(time_limit=...)`).
+Around the steps, `run` writes run_dir/log.csv (molgen.train.runlog), evaluates the validation NLL with the EMA
+weights on a fixed subset every `eval_every` steps (keeping run_dir/best.pt) and samples molecules for stability
+and validity every `sample_every` steps (molgen.train.periodic), and writes run_dir/last.pt every
+`checkpoint_every` steps, at the end, and when interrupted (molgen.train.signals) or out of time.
 
 Under torchrun the trainer is data-parallel (molgen.train.distributed): each process takes its shard of every
 global batch, DistributedDataParallel averages the gradients, and process 0 alone logs, evaluates, samples and
@@ -20,16 +19,8 @@ writes files; all processes stop at the same step.
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import io
-import logging
 import math
-import os
-import signal
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,14 +28,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from molgen.atomic import atomic_write
 from molgen.batch import MoleculeBatch
 from molgen.checkpoint import check_resume_config, copy_checkpoint, load_checkpoint, save_checkpoint
 from molgen.config import RunConfig, save_config
 from molgen.data.sampler import RandomBatchSampler, SizeBucketBatchSampler
 from molgen.data.stats import node_count_histogram
 from molgen.device import resolve_device
-from molgen.diffusion import NodeCountDistribution, evaluate_nll
 from molgen.precision import resolve_precision, set_precision
 from molgen.threads import configure_threads
 from molgen.train.batches import StepBatches, training_subset
@@ -53,19 +42,13 @@ from molgen.train.cooldown import finish_cooldown, start_branch
 from molgen.train.cursor import EpochCursor
 from molgen.train.distributed import World, any_process, check_replicas, data_parallel, shard
 from molgen.train.ema import EMASet
+from molgen.train.periodic import PeriodicChecks
 from molgen.train.randomness import seeded
+from molgen.train.runlog import LogFile, Notes, train_row, trim_log
 from molgen.train.schedule import build_schedule
+from molgen.train.signals import StopRequest
 from molgen.train.state import restore_trainer_state, trainer_state
 from molgen.train.step import OptimisationStep, StepResult
-
-
-log = logging.getLogger(__name__)
-
-REPORT_SECONDS = 30.0  # without a progress bar, a line with the molecules/s at most this often
-LOG_COLUMNS = (
-    "kind", "step", "epoch", "loss", "grad_norm", "clipped", "skipped", "lr", "mol_per_s",
-    "val_nll", "val_nll_se", "atom_stable", "mol_stable", "validity", "uniqueness", "seconds", "time",
-)
 
 
 @dataclass
@@ -125,15 +108,13 @@ class Trainer:
         self.lr_schedule = build_schedule(tc, batch_size)
         use_prefetch = self.device.type == "cuda" if prefetch is None else prefetch
         self.batches = StepBatches(self.train_set, tc.seed, config.diffusion.timesteps, self.device, use_prefetch)
+        self.checks = PeriodicChecks(config, self.schedule, valid_set, self.device)
+        self.notes = Notes(self.world.is_main, progress)
+        self.stop = StopRequest(self._note)
         self.step = 0  # steps (batches) taken
         self.molecules = 0  # molecules seen (the unit of the learning-rate and EMA schedules)
         self.metrics: list[dict[str, Any]] = []
         self.best_nll: float | None = None
-        self._eval_batches: list[MoleculeBatch] | None = None
-        self._rdkit_note_given = False
-        self._stop_requested = False
-        self.stop_signal: int | None = None  # the signal that asked this process to stop, if one did
-        self._reported_at = -math.inf
 
     def _build_model(self, model: torch.nn.Module | None) -> None:
         """The model (initial weights from the seed alone), its optimizer and EMAs, and the optimisation step."""
@@ -188,6 +169,11 @@ class Trainer:
         return self.batches.prefetcher
 
     @property
+    def stop_signal(self) -> int | None:
+        """The signal that asked this process to stop, if one did."""
+        return self.stop.signal
+
+    @property
     def run_dir(self) -> Path:
         return Path(self.config.run_dir)
 
@@ -236,72 +222,17 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ evaluation
 
-    def _validation_batches(self) -> list[MoleculeBatch]:
-        """The fixed evaluation subset (the first eval_molecules validation molecules), sorted by size and batched."""
-        if self._eval_batches is None:
-            count = min(self.config.train.eval_molecules, len(self.valid_set))
-            num_atoms = torch.as_tensor(self.valid_set.num_atoms[:count])  # [count]
-            order = torch.argsort(num_atoms, stable=True)  # [count]
-            size = self.config.data.batch_size
-            self._eval_batches = [self.valid_set.batch(chunk) for chunk in torch.split(order, size)]
-        return self._eval_batches
-
     def evaluate(self, module: torch.nn.Module | None = None) -> dict[str, Any] | None:
         """Validation NLL of `module` (default: the primary EMA) on the fixed subset (1 pass, fixed seed).
 
         None without a validation set.
         """
-        if self.valid_set is None:
-            return None
-        from molgen.diffusion import LikelihoodError
-
-        start = time.perf_counter()
-        try:
-            estimate = evaluate_nll(
-                self.ema.module if module is None else module, self.schedule, self._validation_batches(),
-                NodeCountDistribution(self.node_histogram), passes=1, generator=self.config.train.eval_seed,
-                progress=False, device=self.device,
-            )
-            nll, se, count = estimate.mean, estimate.standard_error, estimate.num_molecules
-        except LikelihoodError as err:
-            log.warning("step %d: validation NLL failed: %s", self.step, err)
-            nll, se, count = math.nan, math.nan, 0
-        return {"kind": "eval", "step": self.step, "epoch": self.epoch, "val_nll": nll, "val_nll_se": se,
-                "num_molecules": count, "seconds": time.perf_counter() - start}
+        module = self.ema.module if module is None else module
+        return self.checks.validation_nll(module, self.node_histogram, self.step, self.epoch)
 
     def sample_metrics(self) -> dict[str, Any] | None:
         """Sample molecules with the EMA weights and score them; None (with a note) when RDKit is missing."""
-        try:
-            from molgen.chem.metrics import evaluate_molecules
-        except ImportError as err:
-            if not self._rdkit_note_given:
-                log.warning("sample metrics skipped during training: RDKit is not available (%s)", err)
-                self._rdkit_note_given = True
-            return None
-        from molgen.diffusion import SamplingError, sample
-
-        tc = self.config.train
-        start = time.perf_counter()
-        generator = torch.Generator(self.device).manual_seed(tc.sample_seed)
-        node_distribution = NodeCountDistribution(self.node_histogram).to(self.device)
-        molecules = []
-        try:
-            with torch.no_grad():
-                for first in range(0, tc.sample_count, tc.sample_batch_size):
-                    count = min(tc.sample_batch_size, tc.sample_count - first)
-                    batch = sample(self.ema.module, self.schedule, node_distribution=node_distribution,
-                                   num_molecules=count, sampler=tc.sample_sampler, steps=tc.sample_steps,
-                                   generator=generator, device=self.device)
-                    molecules += batch.molecules()
-        except SamplingError as err:
-            log.warning("step %d: sampling failed: %s", self.step, err)
-            return {"kind": "sample", "step": self.step, "epoch": self.epoch, "atom_stable": math.nan,
-                    "mol_stable": math.nan, "validity": math.nan, "uniqueness": math.nan,
-                    "seconds": time.perf_counter() - start}
-        metrics = evaluate_molecules(molecules)
-        return {"kind": "sample", "step": self.step, "epoch": self.epoch, "atom_stable": metrics.atom_stable,
-                "mol_stable": metrics.mol_stable, "validity": metrics.validity, "uniqueness": metrics.uniqueness,
-                "num_molecules": len(molecules), "seconds": time.perf_counter() - start}
+        return self.checks.sample_metrics(self.ema.module, self.node_histogram, self.step, self.epoch)
 
     # ------------------------------------------------------------------------------------------ state
 
@@ -342,85 +273,99 @@ class Trainer:
         many in a row) leaves last.pt as it was. In a data-parallel run only process 0 writes files, and a signal
         or the time limit in any process stops all of them after the same step.
         """
-        from tqdm.auto import tqdm
-
-        tc = self.config.train
         max_steps = self._last_step(max_steps)
         main = self.world.is_main
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.config, self.run_dir / "config.json")
-            self._trim_log()
-        self._stop_requested, out_of_time = False, False
+            trim_log(self.log_path, self.step)
+        self.stop.requested = False
         deadline = None if time_limit is None else time.monotonic() + time_limit
-        window: list[tuple[StepResult, float]] = []
-        saved_at = -1
-        bar = tqdm(total=max_steps, initial=self.step, unit="step", dynamic_ncols=True,
-                   disable=not (self.progress and main), desc="train")
-        with self._signals(), self._log_redirect(), self._open_log() as log_file:
-            writer = csv.DictWriter(log_file, fieldnames=LOG_COLUMNS, extrasaction="ignore")
-            if log_file.tell() == 0:
-                writer.writeheader()
-            try:
-                while self.step < max_steps:
-                    self._stop_requested, out_of_time = any_process(
-                        [self._stop_requested, deadline is not None and time.monotonic() >= deadline],
-                        self.world, self.device)
-                    if self._stop_requested or out_of_time:
-                        break
-                    start = time.perf_counter()
-                    result = self.train_step()
-                    seconds = time.perf_counter() - start
-                    window.append((result, seconds))
-                    bar.update(1)
-                    if self.progress:
-                        bar.set_postfix(loss=f"{result.loss:.4f}", mol_s=f"{result.num_molecules / seconds:.1f}",
-                                        refresh=False)
-                    if self.step % tc.log_every == 0:
-                        self._write_train_row(writer, window, log_file)
-                        window = []
-                    improved = False
-                    if main and tc.eval_every and self.step % tc.eval_every == 0 and self.valid_set is not None:
-                        record = self.evaluate()
-                        self._record(record, writer, log_file)
-                        nll = record["val_nll"]
-                        self._note(f"step {self.step}: validation NLL {nll:.3f} ± {record['val_nll_se']:.3f} "
-                                   f"(EMA, {record['num_molecules']} molecules, {record['seconds']:.0f} s)")
-                        improved = math.isfinite(nll) and (self.best_nll is None or nll < self.best_nll)
-                        if improved:
-                            self.best_nll = nll
-                    if main and tc.sample_every and self.step % tc.sample_every == 0:
-                        record = self.sample_metrics()
-                        if record is not None:
-                            self._record(record, writer, log_file)
-                            self._note(f"step {self.step}: {record.get('num_molecules', 0)} EMA samples: atom "
-                                       f"stable {record['atom_stable']:.3f}, mol stable {record['mol_stable']:.3f}, "
-                                       f"valid {record['validity']:.3f} ({record['seconds']:.0f} s)")
-                    if self.step % tc.checkpoint_every == 0:
-                        self._check_replicas()
-                    in_nonfinite_streak = self.consecutive_nonfinite > 0  # keep last.pt at a good step
-                    if main and (improved or (self.step % tc.checkpoint_every == 0 and not in_nonfinite_streak)):
-                        self.save_checkpoint()
-                        saved_at = self.step
-                    if improved:
-                        copy_checkpoint(self.last_path, self.best_path)
-            finally:
-                bar.close()
-                self.batches.close()
-            if window:
-                self._write_train_row(writer, window, log_file)
+        with self.stop.handling(), self.notes.redirect(), LogFile(self.log_path, main) as log_file:
+            out_of_time, saved_at = self._steps(max_steps, deadline, log_file)
             self._check_replicas()
             if main and saved_at != self.step:
                 self.save_checkpoint()
-        if self._stop_requested:
+        if self.stop.requested:
             self._note(f"interrupted at step {self.step}: state saved to {self.last_path}")
         elif out_of_time:
             self._note(f"time limit of {time_limit:g} s reached at step {self.step}: state saved to {self.last_path}")
         end = self.lr_schedule.cooldown_end()
-        if main and end is not None and self.molecules >= end and not (self._stop_requested or out_of_time):
+        if main and end is not None and self.molecules >= end and not (self.stop.requested or out_of_time):
             finish_cooldown(self)
-        return RunResult(step=self.step, interrupted=self._stop_requested, checkpoint=self.last_path,
+        return RunResult(step=self.step, interrupted=self.stop.requested, checkpoint=self.last_path,
                          best_nll=self.best_nll, metrics=list(self.metrics), out_of_time=out_of_time)
+
+    def _steps(self, max_steps: int, deadline: float | None, log_file: LogFile) -> tuple[bool, int]:
+        """Steps with their log rows, checks and saves until `max_steps`, a stop request or the deadline.
+
+        Returns whether the deadline stopped them, and the step last saved (-1: none).
+        """
+        window: list[tuple[StepResult, float]] = []
+        out_of_time, saved_at = False, -1
+        bar = self.notes.bar(max_steps, self.step)
+        try:
+            while self.step < max_steps:
+                self.stop.requested, out_of_time = any_process(
+                    [self.stop.requested, deadline is not None and time.monotonic() >= deadline],
+                    self.world, self.device)
+                if self.stop.requested or out_of_time:
+                    break
+                start = time.perf_counter()
+                result = self.train_step()
+                window.append((result, time.perf_counter() - start))
+                self.notes.stepped(bar, *window[-1])
+                if self.step % self.config.train.log_every == 0:
+                    self._write_train_row(log_file, window)
+                    window = []
+                if self._after_step(log_file):
+                    saved_at = self.step
+        finally:
+            bar.close()
+            self.batches.close()
+        if window:
+            self._write_train_row(log_file, window)
+        return out_of_time, saved_at
+
+    def _after_step(self, log_file: LogFile) -> bool:
+        """Evaluate, sample, check the replicas and save when due; whether last.pt was written.
+
+        A better validation NLL saves at once (and copies last.pt to best.pt); the periodic save waits while steps
+        are skipped as non-finite, to keep last.pt at a good step.
+        """
+        tc, main = self.config.train, self.world.is_main
+        improved = False
+        if main and tc.eval_every and self.step % tc.eval_every == 0 and self.valid_set is not None:
+            improved = self._validate(log_file)
+        if main and tc.sample_every and self.step % tc.sample_every == 0:
+            self._sample(log_file)
+        due = self.step % tc.checkpoint_every == 0
+        if due:
+            self._check_replicas()
+        save = main and (improved or (due and self.consecutive_nonfinite == 0))
+        if save:
+            self.save_checkpoint()
+        if improved:
+            copy_checkpoint(self.last_path, self.best_path)
+        return save
+
+    def _validate(self, log_file: LogFile) -> bool:
+        """Evaluate, log and note the validation NLL; whether it is the best yet."""
+        record = self.evaluate()
+        self._record(record, log_file)
+        self.notes.evaluation(record)
+        nll = record["val_nll"]
+        improved = math.isfinite(nll) and (self.best_nll is None or nll < self.best_nll)
+        if improved:
+            self.best_nll = nll
+        return improved
+
+    def _sample(self, log_file: LogFile) -> None:
+        """Sample, score, log and note (nothing without RDKit)."""
+        record = self.sample_metrics()
+        if record is not None:
+            self._record(record, log_file)
+            self.notes.samples(record)
 
     # ------------------------------------------------------------------------------------------ helpers
 
@@ -433,98 +378,17 @@ class Trainer:
 
     def _note(self, message: str) -> None:
         """Tell the user (process 0 only): above the progress bar, else through the log."""
-        if not self.world.is_main:
-            return
-        if self.progress:
-            from tqdm.auto import tqdm
+        self.notes.write(message)
 
-            tqdm.write(message)
-        else:
-            log.info(message)
-
-    def _record(self, record: dict[str, Any], writer: csv.DictWriter, log_file: io.TextIOBase) -> None:
+    def _record(self, record: dict[str, Any], log_file: LogFile) -> None:
         self.metrics.append(record)
-        writer.writerow({**_formatted(record), "time": f"{time.time():.0f}"})
-        log_file.flush()
+        log_file.write(record)
 
-    def _write_train_row(self, writer: csv.DictWriter, window: list[tuple[StepResult, float]], log_file) -> None:
-        results = [r for r, _ in window]
-        finite = [r for r in results if not r.skipped]
-        molecules, seconds = sum(r.num_molecules for r in results), sum(s for _, s in window)
-        row = {
-            "kind": "train", "step": self.step, "epoch": results[-1].epoch,
-            "loss": sum(r.loss for r in finite) / len(finite) if finite else math.nan,
-            "grad_norm": sum(r.grad_norm for r in finite) / len(finite) if finite else math.nan,
-            "clipped": sum(r.clipped for r in results), "skipped": sum(r.skipped for r in results),
-            "lr": results[-1].lr, "mol_per_s": molecules / seconds if seconds > 0 else math.nan,
-            "seconds": seconds, "time": f"{time.time():.0f}",
-        }
-        writer.writerow(_formatted(row))
-        log_file.flush()
-        if not self.progress and time.monotonic() - self._reported_at >= REPORT_SECONDS:
-            self._reported_at = time.monotonic()
-            self._note(f"step {self.step}: loss {row['loss']:.4f}, {row['mol_per_s']:.0f} molecules/s, "
-                       f"lr {row['lr']:.3g}, {self.molecules:,} molecules seen")
-
-    def _open_log(self) -> io.TextIOBase:
-        """log.csv, opened for appending, in process 0; elsewhere a sink (only process 0 writes files)."""
-        return open(self.log_path if self.world.is_main else os.devnull, "a", newline="")
+    def _write_train_row(self, log_file: LogFile, window: list[tuple[StepResult, float]]) -> None:
+        row = train_row(window, self.step)
+        log_file.write(row)
+        self.notes.train(row, self.molecules)
 
     def _check_replicas(self) -> None:
         """In a data-parallel run, check that every process holds the same weights, EMA and clipping history."""
         check_replicas([self.model, self.ema.module], self.clipper.history, self.step, self.world, self.device)
-
-    def _trim_log(self) -> None:
-        """Drop log rows from steps after the current state (a run killed after its last checkpoint)."""
-        if not self.log_path.exists():
-            return
-        with open(self.log_path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        kept = [row for row in rows if _int_or_none(row.get("step")) is not None and int(row["step"]) <= self.step]
-        header_ok = self.log_path.read_text().split("\n", 1)[0].strip() == ",".join(LOG_COLUMNS)
-        if len(kept) == len(rows) and header_ok:
-            return
-        with atomic_write(self.log_path) as handle:
-            writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(kept)
-
-    @contextlib.contextmanager
-    def _signals(self) -> Iterator[None]:
-        """SIGINT/SIGTERM request a clean stop after the current step; a second SIGINT aborts at once."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def request_stop(signum, frame) -> None:
-            if self._stop_requested and signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            self._stop_requested, self.stop_signal = True, signum
-            self._note(f"{signal.Signals(signum).name} received: saving after this step "
-                       "(press Ctrl-C again to abort without saving)")
-
-        previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-
-    def _log_redirect(self):
-        if not self.progress:
-            return contextlib.nullcontext()
-        from tqdm.contrib.logging import logging_redirect_tqdm
-
-        return logging_redirect_tqdm()
-
-
-def _int_or_none(text: str | None) -> int | None:
-    try:
-        return int(text) if text is not None else None
-    except ValueError:
-        return None
-
-
-def _formatted(row: dict[str, Any]) -> dict[str, Any]:
-    """Floats with enough digits but not 17."""
-    return {key: (f"{value:.6g}" if isinstance(value, float) else value) for key, value in row.items()}
