@@ -381,10 +381,12 @@ class Trainer:
         self.notes.write(message)
 
     def _record(self, record: dict[str, Any], log_file: LogFile) -> None:
+        """Keep an eval or sample record in the metrics (and so in checkpoints) and log it."""
         self.metrics.append(record)
         log_file.write(record)
 
     def _write_train_row(self, log_file: LogFile, window: list[tuple[StepResult, float]]) -> None:
+        """Log the steps of `window` (each with its seconds) as one row."""
         row = train_row(window, self.step)
         log_file.write(row)
         self.notes.train(row, self.molecules)

@@ -29,8 +29,8 @@ def validation_batches(valid_set, count: int, batch_size: int) -> list[MoleculeB
     return [valid_set.batch(chunk) for chunk in torch.split(order, batch_size)]
 
 
-def sample_metrics(module: torch.nn.Module, schedule, node_distribution: NodeCountDistribution, train: TrainConfig,
-                   device: torch.device, score: Callable) -> dict[str, Any]:
+def sample_and_score(module: torch.nn.Module, schedule, node_distribution: NodeCountDistribution,
+                     train: TrainConfig, device: torch.device, score: Callable) -> dict[str, Any]:
     """Sample train.sample_count molecules from `module` (seed train.sample_seed) and score them with `score`
     (molgen.chem.metrics.evaluate_molecules): the four scores and the number of molecules. SamplingError if
     sampling fails."""
@@ -96,8 +96,8 @@ class PeriodicChecks:
         start = time.perf_counter()
         node_distribution = NodeCountDistribution(node_histogram).to(self.device)
         try:
-            scores = sample_metrics(module, self.schedule, node_distribution, self.config.train, self.device,
-                                    evaluate_molecules)
+            scores = sample_and_score(module, self.schedule, node_distribution, self.config.train, self.device,
+                                      evaluate_molecules)
         except SamplingError as err:
             log.warning("step %d: sampling failed: %s", step, err)
             scores = NO_SCORES

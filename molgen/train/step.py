@@ -81,8 +81,8 @@ class OptimisationStep:
                  train: TrainConfig, normalization: str) -> None:
         self.model, self.parallel_model, self.schedule = model, parallel_model, schedule
         self.parameters, self.optimizer, self.emas, self.world = parameters, optimizer, emas, world
-        self.adaptive_clipping, self.max_consecutive_nonfinite = train.adaptive_clipping, train.max_consecutive_nonfinite
-        self.normalization = normalization
+        self.adaptive_clipping, self.normalization = train.adaptive_clipping, normalization
+        self.max_consecutive_nonfinite = train.max_consecutive_nonfinite
         self.clipper = AdaptiveClipper()
         self.consecutive_nonfinite = 0
         self.skipped_steps = 0
