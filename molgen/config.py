@@ -28,6 +28,7 @@ from molgen.configbase import (
     read_config_file,
     set_field,
 )
+from molgen.diffusion.samplers import SAMPLERS, SamplerName
 from molgen.models.registry import model_names, model_spec
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
@@ -211,7 +212,7 @@ class TrainConfig(DictConfig):
     eval_seed: int = 0
     sample_every: int = 20_000
     sample_count: int = 300
-    sample_sampler: Literal["heun", "ancestral"] = "heun"
+    sample_sampler: SamplerName = "heun"
     sample_steps: int = 20
     sample_batch_size: int = 100
     sample_seed: int = 0
@@ -261,7 +262,7 @@ class TrainConfig(DictConfig):
         set_field(self, "betas", betas)
         check_bool(s, "amsgrad", self.amsgrad)
         check_bool(s, "adaptive_clipping", self.adaptive_clipping)
-        check_choice(s, "sample_sampler", self.sample_sampler, ("heun", "ancestral"))
+        check_choice(s, "sample_sampler", self.sample_sampler, SAMPLERS)
         if not isinstance(self.device, str) or not _DEVICE.match(self.device):
             raise ValueError(f"{s}.device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {self.device!r}")
         if self.threads is not None:

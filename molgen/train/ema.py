@@ -11,6 +11,8 @@ import copy
 import torch
 from torch import nn
 
+from molgen.checkpoint import decay_key
+
 
 class EMA:
     """An averaged copy of `model` (`.module`, in eval mode, no gradients).
@@ -52,11 +54,6 @@ class EMA:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Restore the average from `state_dict()`."""
         self.module.load_state_dict(state)
-
-
-def decay_key(decay: float) -> str:
-    """The name of the EMA of a decay in checkpoints and reports ('0.999')."""
-    return repr(float(decay))
 
 
 class EMASet:

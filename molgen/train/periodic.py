@@ -12,9 +12,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from molgen.batch import MoleculeBatch
+from molgen.batch import MoleculeBatch, size_batches
+from molgen.checkpoint import LoadedModel
 from molgen.config import RunConfig, TrainConfig
-from molgen.diffusion import LikelihoodError, NodeCountDistribution, SamplingError, evaluate_nll, sample
+from molgen.diffusion import LikelihoodError, NodeCountDistribution, SamplingError, evaluate_nll
+from molgen.sampling import SampleSettings, generate
 
 log = logging.getLogger(__name__)
 
@@ -24,24 +26,17 @@ NO_SCORES = {"atom_stable": math.nan, "mol_stable": math.nan, "validity": math.n
 def validation_batches(valid_set, count: int, batch_size: int) -> list[MoleculeBatch]:
     """The fixed evaluation subset (the first `count` validation molecules), sorted by size and batched."""
     count = min(count, len(valid_set))
-    num_atoms = torch.as_tensor(valid_set.num_atoms[:count])  # [count]
-    order = torch.argsort(num_atoms, stable=True)  # [count]
-    return [valid_set.batch(chunk) for chunk in torch.split(order, batch_size)]
+    return [valid_set.batch(chunk) for chunk in size_batches(valid_set.num_atoms[:count], batch_size)]
 
 
-def sample_and_score(module: torch.nn.Module, schedule, node_distribution: NodeCountDistribution,
-                     train: TrainConfig, device: torch.device, score: Callable) -> dict[str, Any]:
-    """Sample train.sample_count molecules from `module` (seed train.sample_seed) and score them with `score`
-    (molgen.chem.metrics.evaluate_molecules): the four scores and the number of molecules. SamplingError if
-    sampling fails."""
-    generator = torch.Generator(device).manual_seed(train.sample_seed)
-    molecules = []
-    with torch.no_grad():
-        for first in range(0, train.sample_count, train.sample_batch_size):
-            count = min(train.sample_batch_size, train.sample_count - first)
-            batch = sample(module, schedule, node_distribution=node_distribution, num_molecules=count,
-                           sampler=train.sample_sampler, steps=train.sample_steps, generator=generator, device=device)
-            molecules += batch.molecules()
+def sample_and_score(loaded: LoadedModel, train: TrainConfig, score: Callable) -> dict[str, Any]:
+    """Sample train.sample_count molecules from the loaded model through the package's sampling driver
+    (`molgen.sampling.generate`: seed train.sample_seed, batches of train.sample_batch_size molecules of similar
+    size) and score them with `score` (molgen.chem.metrics.evaluate_molecules): the four scores and the number of
+    molecules. SamplingError if sampling fails."""
+    settings = SampleSettings(num_molecules=train.sample_count, sampler=train.sample_sampler, steps=train.sample_steps,
+                              seed=train.sample_seed, batch_size=train.sample_batch_size)
+    molecules = generate(loaded, settings, progress=False).molecules
     metrics = score(molecules)
     return {"atom_stable": metrics.atom_stable, "mol_stable": metrics.mol_stable, "validity": metrics.validity,
             "uniqueness": metrics.uniqueness, "num_molecules": len(molecules)}
@@ -94,10 +89,10 @@ class PeriodicChecks:
                 self._rdkit_warned = True
             return None
         start = time.perf_counter()
-        node_distribution = NodeCountDistribution(node_histogram).to(self.device)
+        loaded = LoadedModel(model=module, config=self.config, schedule=self.schedule,
+                             node_distribution=NodeCountDistribution(node_histogram).to(self.device), step=step)
         try:
-            scores = sample_and_score(module, self.schedule, node_distribution, self.config.train, self.device,
-                                      evaluate_molecules)
+            scores = sample_and_score(loaded, self.config.train, evaluate_molecules)
         except SamplingError as err:
             log.warning("step %d: sampling failed: %s", step, err)
             scores = NO_SCORES

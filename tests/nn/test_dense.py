@@ -3,8 +3,6 @@ size grouping (its dynamic programme against a brute-force optimum over all part
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 import torch
 
