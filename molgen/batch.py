@@ -71,19 +71,19 @@ class MoleculeBatch:
     index: Tensor
 
     @property
+    def layout(self) -> MoleculeLayout:
+        """The molecule layout (batch, ptr), without the atoms' data."""
+        return MoleculeLayout(batch=self.batch, ptr=self.ptr)
+
+    @property
     def num_molecules(self) -> int:
         """B, the number of molecules."""
-        return self.ptr.numel() - 1
+        return self.layout.num_molecules
 
     @property
     def num_atoms(self) -> Tensor:
         """Atoms per molecule, int64 [B]."""
-        return self.ptr[1:] - self.ptr[:-1]
-
-    @property
-    def layout(self) -> MoleculeLayout:
-        """The molecule layout (batch, ptr), without the atoms' data."""
-        return MoleculeLayout(batch=self.batch, ptr=self.ptr)
+        return self.layout.num_atoms
 
     def __len__(self) -> int:
         return self.num_molecules
