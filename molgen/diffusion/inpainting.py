@@ -24,6 +24,7 @@ from molgen.diffusion.schedule import NoiseSchedule, alpha, alpha_t_given_s, sig
 from molgen.diffusion.steps import SamplerState, StepHook, StepInfo, chain_hooks, initial_state
 from molgen.elements import ATOMIC_NUMBERS
 from molgen.geometry.centroid import remove_centroid
+from molgen.geometry.rotations import random_rotations
 
 
 @dataclass(frozen=True)
@@ -56,18 +57,6 @@ class FixedAtoms:
     h: Tensor
     rotation: Tensor
     fragment: Fragment
-
-
-def random_rotations(num: int, generator: torch.Generator | None, dtype: torch.dtype, device) -> Tensor:
-    """Rotations drawn uniformly from SO(3) as normalised Gaussian quaternions, [num, 3, 3]."""
-    q = torch.randn(num, 4, dtype=torch.float64, device=device, generator=generator)  # [B, 4]
-    w, x, y, z = (q / q.norm(dim=1, keepdim=True)).unbind(dim=1)  # [B] each
-    rows = [
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ]
-    return torch.stack([torch.stack(row, dim=1) for row in rows], dim=1).to(dtype)  # [B, 3, 3]
 
 
 def lay_out_fragment(

@@ -10,7 +10,6 @@ from molgen.diffusion import PolynomialSchedule, initial_state
 from molgen.diffusion.inpainting import (
     Fragment,
     lay_out_fragment,
-    random_rotations,
     replace_fixed,
     sample_inpainting,
 )
@@ -105,13 +104,6 @@ def test_replacement_keeps_the_model_centroid_of_the_fixed_atoms(schedule):
     torch.testing.assert_close(centroid(replaced.z_x, layout.batch, 2), torch.zeros(2, 3, dtype=torch.float64))
     free = torch.tensor([3, 4, 8, 9, 10, 11, 12])  # the other atoms are untouched
     torch.testing.assert_close(replaced.z_x[free], state.z_x[free])  # re-projection moves them by rounding only
-
-
-def test_random_rotations_are_proper():
-    rotation = random_rotations(50, torch.Generator().manual_seed(0), torch.float64, "cpu")  # [50, 3, 3]
-    identity = torch.eye(3, dtype=torch.float64).expand(50, 3, 3)  # [50, 3, 3]
-    torch.testing.assert_close(rotation @ rotation.transpose(1, 2), identity)
-    torch.testing.assert_close(torch.linalg.det(rotation), torch.ones(50, dtype=torch.float64))
 
 
 @pytest.mark.parametrize(("counts", "resample", "message"), [
