@@ -46,6 +46,9 @@ class DataConfig(DictConfig):
         batch_size: molecules per batch (EDM: 64).
         bucket_by_size: batches of molecules of similar size (less padding); else uniformly random batches.
         max_train_molecules: train on the first N molecules of the training split only (smoke tests); None: all.
+        random_rotation: turn every training molecule by its own uniformly random rotation at every step (data
+            augmentation for a denoiser that is only approximately equivariant, such as PONITA on a fixed grid of
+            orientations); the steps t and the noise stay the same as without it.
     """
 
     SECTION = "data"
@@ -54,6 +57,7 @@ class DataConfig(DictConfig):
     batch_size: int = 64
     bucket_by_size: bool = True
     max_train_molecules: int | None = None
+    random_rotation: bool = False
 
     def __post_init__(self) -> None:
         if self.cache_dir is not None and not isinstance(self.cache_dir, (str, Path)):
@@ -64,6 +68,7 @@ class DataConfig(DictConfig):
         if self.batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {self.batch_size}")
         check_bool("data", "bucket_by_size", self.bucket_by_size)
+        check_bool("data", "random_rotation", self.random_rotation)
         if self.max_train_molecules is not None:
             set_field(self, "max_train_molecules", as_integer("data", "max_train_molecules", self.max_train_molecules))
             if self.max_train_molecules < self.batch_size:

@@ -18,7 +18,7 @@ from torch import Tensor
 from molgen.batch import MoleculeBatch
 from molgen.errors import MolgenError
 from molgen.geometry.centroid import remove_centroid
-from molgen.train.randomness import per_sample_noise
+from molgen.train.randomness import per_sample_noise, per_sample_rotations
 
 
 class FirstMolecules:
@@ -57,10 +57,13 @@ class StepBatches:
         timesteps: T, the diffusion steps (t ~ U{0..T}).
         device: where the step runs.
         prefetch: prepare the next batch on a background thread while a step trains.
+        random_rotation: turn every molecule by its own random rotation (`per_sample_rotations`) each step.
     """
 
-    def __init__(self, dataset, seed: int, timesteps: int, device: torch.device, prefetch: bool) -> None:
+    def __init__(self, dataset, seed: int, timesteps: int, device: torch.device, prefetch: bool,
+                 random_rotation: bool = False) -> None:
         self.dataset, self.seed, self.timesteps, self.device = dataset, seed, timesteps, device
+        self.random_rotation = random_rotation
         self.num_atoms = [int(n) for n in dataset.num_atoms]  # per dataset index, for the noise
         self.prefetcher = Prefetcher(self.prepare_host) if prefetch else None
 
@@ -70,6 +73,9 @@ class StepBatches:
         index_list = indices.tolist()
         t_int, eps = per_sample_noise(self.seed, step, index_list, [self.num_atoms[i] for i in index_list],
                                       self.timesteps, batch.x.dtype)  # [B], [M, 9]
+        if self.random_rotation:
+            rotation = per_sample_rotations(self.seed, step, index_list, batch.x.dtype)  # [B, 3, 3]
+            batch = batch.with_positions(torch.einsum("mij,mj->mi", rotation[batch.batch], batch.x))  # [M, 3]
         return batch, t_int, eps
 
     def prepare(self, indices: Tensor, step: int) -> tuple[MoleculeBatch, Tensor, tuple[Tensor, Tensor]]:

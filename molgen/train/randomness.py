@@ -4,6 +4,8 @@
 - epoch e's batch order: `molgen.data.sampler.epoch_seed(seed, e)`;
 - each molecule's diffusion step t and noise at a step: a generator seeded by (seed, step, dataset index)
   (`per_sample_noise`), so a batch's randomness depends neither on the batch nor on the process that takes it;
+- each molecule's random rotation at a step (with data.random_rotation): a second generator seeded by the same
+  position in its own stream (`per_sample_rotations`), so turning the option on leaves every t and noise as it was;
 - the validation NLL and the in-training samples: their own fixed seeds (train.eval_seed, train.sample_seed).
 
 Checkpoints also keep the states of the global generators (torch CPU and CUDA, Python, NumPy: `capture_rng`,
@@ -21,6 +23,7 @@ import torch
 from torch import Tensor
 
 from molgen.diffusion.process import STATE_DIM
+from molgen.geometry.rotations import random_rotations
 
 _MASK64 = (1 << 64) - 1
 Built = TypeVar("Built")
@@ -63,6 +66,20 @@ def per_sample_noise(
         steps.append(torch.randint(0, timesteps + 1, (1,), generator=generator))  # [1]
         noises.append(torch.randn(n, STATE_DIM, generator=generator, dtype=dtype))  # [N, 9]
     return torch.cat(steps), torch.cat(noises)  # [B], [M, 9]
+
+
+ROTATION_STREAM = 0x5EED_0F_0A_7E  # tells the rotations' seeds apart from those of t and the noise
+
+
+def per_sample_rotations(seed: int, step: int, indices: Sequence[int], dtype: torch.dtype = torch.float32) -> Tensor:
+    """Each molecule's rotation at `step`, uniform on SO(3), [B, 3, 3] on the CPU: molecule `index` draws a Gaussian
+    quaternion from a generator seeded with `sample_seed(seed, step, index) ^ ROTATION_STREAM`."""
+    generator = torch.Generator()
+    rotations = []
+    for index in indices:
+        generator.manual_seed(sample_seed(seed, step, index) ^ ROTATION_STREAM)
+        rotations.append(random_rotations(1, generator, dtype, "cpu"))  # [1, 3, 3]
+    return torch.cat(rotations)  # [B, 3, 3]
 
 
 def capture_rng() -> dict[str, Any]:
