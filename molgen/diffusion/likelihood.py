@@ -238,7 +238,7 @@ def evaluate_nll(
     if was_training:
         denoiser.eval()
     try:
-        per_molecule = _nll_per_molecule(
+        per_molecule = nll_per_molecule(
             denoiser, schedule, batches, node_distribution, passes, generator, progress, device
         )  # [n]
     finally:
@@ -251,7 +251,7 @@ def evaluate_nll(
     return NLLEstimate(mean=float(per_molecule.mean()), standard_error=standard_error, num_molecules=count)
 
 
-def _nll_per_molecule(
+def nll_per_molecule(
     denoiser: Denoiser,
     schedule: NoiseSchedule,
     batches: Iterable[MoleculeBatch],
@@ -261,7 +261,9 @@ def _nll_per_molecule(
     progress: bool,
     device: torch.device | str | None,
 ) -> Tensor:
-    """Per-molecule NLL averaged over passes, float64 [number of molecules] on the CPU."""
+    """Per-molecule NLL averaged over passes, float64 [number of molecules] on the CPU, in the order of the batches
+    (`evaluate_nll` summarises it; comparing two models molecule by molecule needs it whole). A module denoiser
+    must be in eval mode."""
     total = len(batches) if hasattr(batches, "__len__") else None
     bar = tqdm(batches, total=total, desc="NLL", unit="batch", disable=not progress)
     results: list[Tensor] = []
