@@ -259,7 +259,8 @@ def _train_process(args: argparse.Namespace, config, world, resume: Path | None)
         say(f"time limit reached at step {result.step:,}, state saved to {result.checkpoint}; continue with the same "
             "command and --resume")
         return
-    best = "" if result.best_nll is None else f"; best validation NLL {result.best_nll:.3f} ({trainer.best_path})"
+    best = "" if result.best_nll is None else f"; best validation NLL {result.best_nll:.3f}"
+    best += f" ({trainer.best_path})" if best and trainer.best_path.exists() else ""
     say(f"finished at step {result.step:,}: {result.checkpoint}{best}")
 
 
