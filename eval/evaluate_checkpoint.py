@@ -68,7 +68,8 @@ def main() -> None:
     nll_seconds = time.perf_counter() - start
     header = ("| system | sampler | steps | samples | NLL | atom % | mol % | valid % | V×U % | novelty % | s / molecule |\n"
               "|---|---|---|---|---|---|---|---|---|---|---|")
-    lines = [header] + [f"| {name} | ancestral | {steps} | 10,000 | {n} | {a} | {m} | {v} | {vu} | – | – |"
+    lines = [header] + [f"| {name} | {'ancestral' if steps != '–' else '–'} | {steps} | "
+                        f"{'10,000' if steps != '–' else '–'} | {n} | {a} | {m} | {v} | {vu} | – | – |"
                         for name, steps, n, a, m, v, vu in PUBLISHED]
     print(header, flush=True)
     records = []
