@@ -9,6 +9,7 @@ paired; the table gives each NLL, the mean paired difference (rotation branch - 
 error.
 
     python eval/rotation_branches.py --resume runs/qm9_ponita_cpu/last.pt --steps 3000 --out eval/random_rotation.md
+    python eval/rotation_branches.py --extend --steps 3000   # both branches 3000 steps further, still paired
 """
 
 from __future__ import annotations
@@ -30,16 +31,35 @@ from molgen.geometry.rotations import random_rotations
 BRANCHES = {"plain": "false", "random rotation": "true"}
 
 
-def run_branches(config: Path, resume: Path, steps: int, folder: Path) -> dict[str, Path]:
-    """Train both branches side by side (one thread each) from a copy of `resume`; their last.pt files."""
+def branch_folder(folder: Path, name: str) -> Path:
+    """The run folder of one branch."""
+    return folder / name.replace(" ", "_")
+
+
+def start_branches(folder: Path, resume: Path) -> dict[str, Path]:
+    """Both branches start at a copy of `resume` (the main branch may overwrite it meanwhile)."""
     folder.mkdir(parents=True, exist_ok=True)
     start_file = folder / "start.pt"
-    shutil.copyfile(resume, start_file)  # the main branch may overwrite `resume` meanwhile
-    start = int(torch.load(start_file, map_location="cpu", weights_only=True)["step"])
+    shutil.copyfile(resume, start_file)
+    return {name: start_file for name in BRANCHES}
+
+
+def extended_branches(folder: Path) -> dict[str, Path]:
+    """Each branch continues from its own last.pt; both must stand at the same step to stay paired."""
+    starts = {name: branch_folder(folder, name) / "last.pt" for name in BRANCHES}
+    steps = {int(torch.load(path, map_location="cpu", weights_only=True)["step"]) for path in starts.values()}
+    if len(steps) != 1:
+        raise SystemExit(f"the branches in {folder} stand at different steps {sorted(steps)}; cannot extend them")
+    return starts
+
+
+def run_branches(config: Path, starts: dict[str, Path], steps: int, folder: Path) -> dict[str, Path]:
+    """Train both branches side by side (one thread each) `steps` steps past their starts; their last.pt files."""
     processes, results = [], {}
     for name, flag in BRANCHES.items():
-        run_dir = folder / name.replace(" ", "_")
-        command = [sys.executable, "-m", "molgen", "train", str(config), "--resume", str(start_file), "--run-dir",
+        start = int(torch.load(starts[name], map_location="cpu", weights_only=True)["step"])
+        run_dir = branch_folder(folder, name)
+        command = [sys.executable, "-m", "molgen", "train", str(config), "--resume", str(starts[name]), "--run-dir",
                    str(run_dir), "--no-progress", "--max-steps", str(start + steps), "--set",
                    f"data.random_rotation={flag}", "--set", "train.threads=1", "--set", "train.sample_every=0",
                    "--set", "train.eval_every=0"]
@@ -87,16 +107,22 @@ def table(results: dict[str, dict[str, torch.Tensor]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=Path("configs/qm9_ponita_cpu.yaml"))
-    parser.add_argument("--resume", type=Path, required=True, help="the main-branch checkpoint both branches start at")
+    parser.add_argument("--resume", type=Path, help="the main-branch checkpoint both branches start at")
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--folder", type=Path, default=Path("runs/rotation_branches"))
     parser.add_argument("--molecules", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--skip-training", action="store_true", help="evaluate the branches already in --folder")
+    parser.add_argument("--extend", action="store_true", help="continue the branches in --folder by --steps")
     parser.add_argument("--out", type=Path, default=None, help="also write the table here")
     args = parser.parse_args()
-    checkpoints = ({name: args.folder / name.replace(" ", "_") / "last.pt" for name in BRANCHES}
-                   if args.skip_training else run_branches(args.config, args.resume, args.steps, args.folder))
+    if args.skip_training:
+        checkpoints = {name: branch_folder(args.folder, name) / "last.pt" for name in BRANCHES}
+    else:
+        if args.resume is None and not args.extend:
+            parser.error("give --resume (new branches), --extend or --skip-training")
+        starts = extended_branches(args.folder) if args.extend else start_branches(args.folder, args.resume)
+        checkpoints = run_branches(args.config, starts, args.steps, args.folder)
     text = table(paired_nll(checkpoints, args.molecules, args.batch_size))
     print(text)
     if args.out is not None:
