@@ -1,5 +1,7 @@
 """Sampling reproduces the golden samples recorded before the structure refactor (tests/fixtures/golden/record.py):
-the same checkpoint, seed and settings in fp32 on one thread give the same molecules and chain."""
+the same checkpoint, seed and settings in fp32 on one thread give the same molecules and chain. Positions agree to
+1e-3 Å: CPUs of other kinds sum in another order (an AMD EPYC with AVX-512 differs from the recording Xeon by up to
+1.6e-4 Å after 100 steps), while a wrong step moves atoms by 3e-3 Å or more."""
 
 from __future__ import annotations
 
@@ -39,10 +41,10 @@ def test_samples_equal_the_golden_ones(golden, today, case):
     for types, expected_types in zip(got["atom_types"], expected["atom_types"]):
         assert torch.equal(types, expected_types)
     for x, expected_x in zip(got["positions"], expected["positions"]):
-        torch.testing.assert_close(x, expected_x, atol=1e-4, rtol=0)
+        torch.testing.assert_close(x, expected_x, atol=1e-3, rtol=0)
     assert len(got["chain"]) == len(expected["chain"])
     for frame, expected_frame in zip(got["chain"], expected["chain"]):
-        torch.testing.assert_close(frame, expected_frame, atol=1e-4, rtol=0)
+        torch.testing.assert_close(frame, expected_frame, atol=1e-3, rtol=0)
 
 
 def test_the_fragment_case_keeps_its_fixed_atoms(today):
