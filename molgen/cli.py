@@ -100,18 +100,13 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> None:
-    from molgen.data.qm9 import cache_path, load_splits
+    from molgen.data.qm9 import cache_path, load_qm9_arrays, load_splits
     from molgen.data.stats import atom_type_counts, node_count_histogram
     from molgen.elements import ELEMENTS
 
-    folder = cache_path(args.cache_dir).parent
-    check_output_folder(folder)
-    with writing(folder):
-        if args.rebuild:
-            from molgen.data.qm9 import load_qm9_arrays
-
-            load_qm9_arrays(args.cache_dir, rebuild=True)
-        splits = load_splits(args.cache_dir)
+    if args.rebuild:
+        load_qm9_arrays(args.cache_dir, rebuild=True)
+    splits = load_splits(args.cache_dir)  # an intact cache is only read: a read-only one serves
     print(f"QM9 cache: {cache_path(args.cache_dir)}")
     print("split sizes: " + ", ".join(f"{name} {len(ds):,}" for name, ds in splits.items()))
     histogram = node_count_histogram(splits["train"])
@@ -143,10 +138,12 @@ def _training_smiles(args: argparse.Namespace) -> set[str] | None:
     if args.novelty == "no":
         return None
     from molgen.chem.reference import training_smiles
-    from molgen.data.qm9 import QM9Dataset
+    from molgen.data.qm9 import CacheError, QM9Dataset
 
     try:
         return training_smiles(QM9Dataset("train", args.cache_dir), args.cache_dir)
+    except CacheError as err:  # a cache folder that is wrong is the user's to fix, also with --novelty auto
+        raise CacheError(f"{err}; --novelty no skips novelty") from None
     except MolgenError as err:
         if args.novelty == "yes":
             raise
@@ -163,6 +160,10 @@ def _evaluate(args: argparse.Namespace) -> None:
     if args.json is not None:
         check_output_file(args.json)
     if args.checkpoint is not None:
+        if args.novelty != "no" or args.nll_passes:
+            from molgen.data.qm9 import check_cache
+
+            check_cache(args.cache_dir)  # a cache folder that cannot serve fails now, not after the sampling
         evaluate_checkpoint(args, lambda: _training_smiles(args), args.json, args.cache_dir)
         return
     if args.qm9_split:

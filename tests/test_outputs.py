@@ -50,12 +50,11 @@ def _commands(tmp_path: Path, blocked: Path, cache_dir: Path) -> dict[str, tuple
         "train --run-dir": (["train", str(_config_file(tmp_path, cache_dir)), "--run-dir", str(blocked / "run"),
                              "--max-steps", "1", "--no-progress"], blocked / "run"),
         "data export": (["data", "export", str(blocked / "x.npz"), *cache], blocked / "x.npz"),
-        "data prepare --cache-dir": (["data", "prepare", "--cache-dir", str(blocked / "cache")], blocked / "cache"),
     }
 
 
 @pytest.mark.parametrize("command", ["evaluate files --json", "evaluate --qm9-split --json", "train --run-dir",
-                                     "data export", "data prepare --cache-dir"])
+                                     "data export"])  # the cache folder: tests/data/test_cache_access.py
 def test_unwritable_output_is_one_line_error(command, tmp_path, blocked, qm9_cache_dir, capsys):
     argv, output = _commands(tmp_path, blocked, qm9_cache_dir)[command]
     before = sorted(p.name for p in tmp_path.iterdir())

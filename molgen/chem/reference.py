@@ -7,14 +7,15 @@ import sys
 from pathlib import Path
 
 from molgen.atomic import atomic_write
-from molgen.data.qm9 import CACHE_FORMAT_VERSION, QM9Dataset, cache_dir
+from molgen.data.qm9 import CACHE_FORMAT_VERSION, CacheError, QM9Dataset, cache_dir, check_cache_folder
 
 
 def training_smiles(dataset: QM9Dataset, directory: Path | None = None, progress: bool = True) -> set[str]:
     """EDM's training SMILES for novelty (whole molecules, sanitisable ones only), cached beside the data.
 
     The cache file `qm9_{split}_smiles_v{CACHE_FORMAT_VERSION}.txt` starts with a hash of the split's positions and
-    atom types; a file whose hash differs is recomputed.
+    atom types; a file whose hash differs is recomputed. CacheError (before the ~45 s of RDKit) when it must be
+    computed but its folder cannot be written.
     """
     from molgen.chem.metrics import training_smiles as compute  # RDKit: only when the cache misses
 
@@ -24,9 +25,13 @@ def training_smiles(dataset: QM9Dataset, directory: Path | None = None, progress
         header, *smiles = path.read_text().splitlines()
         if header == key:
             return set(smiles)
+    check_cache_folder(path.parent, "EDM's training SMILES (for novelty)")
     if progress:
         print(f"computing EDM's training SMILES for novelty, cached as {path} (once)", file=sys.stderr)
     smiles = compute(dataset.molecules(), progress=progress)
-    with atomic_write(path) as handle:
-        handle.write("\n".join([key, *sorted(smiles)]) + "\n")
+    try:
+        with atomic_write(path) as handle:
+            handle.write("\n".join([key, *sorted(smiles)]) + "\n")
+    except OSError as err:
+        raise CacheError(f"cannot write EDM's training SMILES to {path}: {err.strerror or err}") from None
     return smiles

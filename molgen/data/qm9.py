@@ -27,7 +27,8 @@ import torch
 from molgen.atomic import atomic_write
 from molgen.data.packed import PackedMolecules
 from molgen.elements import TYPE_INDEX
-from molgen.errors import DataError
+from molgen.errors import DataError, MolgenError
+from molgen.outputs import OutputError, check_output_folder
 
 log = logging.getLogger(__name__)
 
@@ -209,11 +210,29 @@ def _read_cache(path: Path, fingerprint: str | None) -> QM9Arrays | None:
     return arrays
 
 
+class CacheError(MolgenError):
+    """The cache must be built but its folder cannot hold it (a file in the way, a read-only folder)."""
+
+
+def check_cache_folder(folder: Path, what: str) -> None:
+    """Raise CacheError unless `folder` is, or can be made, a folder that accepts the new file `what` names."""
+    try:
+        check_output_folder(folder)
+    except OutputError as err:
+        raise CacheError(f"{what} must be built in {folder}, which cannot be written ({err.reason}): build it "
+                         "once where it can be written, or choose another cache folder") from None
+
+
 @contextlib.contextmanager
 def _exclusive_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on `path` (so that concurrent first runs build the cache once)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
+    check_cache_folder(path.parent, "the QM9 cache")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a")
+    except OSError as err:
+        raise CacheError(f"cannot lock the QM9 cache in {path.parent} to build it: {_why(err)}") from None
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -226,26 +245,81 @@ def cache_path(directory: Path | None = None) -> Path:
     return (directory or cache_dir()) / f"qm9_v{CACHE_FORMAT_VERSION}.npz"
 
 
-def load_qm9_arrays(directory: Path | None = None, rebuild: bool = False, progress: bool = True) -> QM9Arrays:
-    """All of QM9 from the cache, building (or rebuilding) it from the qm9pack CSVs when needed."""
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    """Which file `path` is now (inode, size, modification time), None if there is none: a rebuilt cache differs."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def check_cache(directory: Path | None = None) -> None:
+    """CacheError now if the cache is missing and its folder cannot take it (or is a file); creates nothing.
+
+    A cheap early check for commands that need the data only after long work (an intact cache passes).
+    """
     path = cache_path(directory)
+    _check_not_blocked(path.parent)
+    if not path.exists() and importlib.util.find_spec("qm9pack") is not None:
+        check_cache_folder(path.parent, "the QM9 cache")
+
+
+def _check_not_blocked(folder: Path) -> None:
+    """CacheError if a regular file stands at `folder` or at its nearest existing ancestor."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "" if existing == folder else f" cannot be used: {existing}"
+        raise CacheError(f"the QM9 cache folder {folder}{where} is a file, not a folder")
+
+
+def load_qm9_arrays(directory: Path | None = None, rebuild: bool = False, progress: bool = True) -> QM9Arrays:
+    """All of QM9 from the cache, building (or rebuilding) it from the qm9pack CSVs when needed.
+
+    An intact, current cache is read without a lock (it is only ever replaced whole by a rename), so a read-only
+    shared cache serves; building takes the folder's lock and needs a writable folder (CacheError naming it).
+    """
+    path = cache_path(directory)
+    _check_not_blocked(path.parent)
+    try:
+        sources = qm9pack_csv_paths()
+    except DataError:
+        if rebuild or not path.exists():
+            raise
+        sources = None  # no qm9pack here: an intact cache is still usable
+    fingerprint = None if sources is None else source_fingerprint(sources)
+    seen = _identity(path)
+    arrays = None if rebuild or seen is None else _read_cache(path, fingerprint)
+    if arrays is not None:
+        return arrays
+    if sources is None:
+        raise DataError(f"the QM9 cache {path} is unusable and qm9pack is not installed to rebuild it")
     with _exclusive_lock(path.with_suffix(".lock")):
-        try:
-            sources = qm9pack_csv_paths()
-        except DataError:
-            if rebuild or not path.exists():
-                raise
-            sources = None  # no qm9pack here: an intact cache is still usable
-        fingerprint = None if sources is None else source_fingerprint(sources)
-        arrays = None if rebuild or not path.exists() else _read_cache(path, fingerprint)
+        if not rebuild and _identity(path) not in (None, seen):  # another process built it meanwhile
+            arrays = _read_cache(path, fingerprint)
         if arrays is None:
-            if sources is None:
-                raise DataError(f"the QM9 cache {path} is unusable and qm9pack is not installed to rebuild it")
-            if progress:
-                print(f"building the QM9 cache {path} from the qm9pack CSVs (once)", file=sys.stderr)
-            arrays = read_qm9_csvs(sources, progress=progress)
-            _write_cache(path, arrays, fingerprint)
+            arrays = _build_cache(path, sources, fingerprint, progress)
     return arrays
+
+
+def _build_cache(path: Path, sources: list[Path], fingerprint: str, progress: bool) -> QM9Arrays:
+    """Parse the CSVs and write the cache; CacheError if the cache folder refuses the file."""
+    if progress:
+        print(f"building the QM9 cache {path} from the qm9pack CSVs (once)", file=sys.stderr)
+    arrays = read_qm9_csvs(sources, progress=progress)
+    try:
+        _write_cache(path, arrays, fingerprint)
+    except OSError as err:
+        raise CacheError(f"cannot write the QM9 cache {path}: {_why(err)}") from None
+    return arrays
+
+
+def _why(err: OSError) -> str:
+    """The system's reason for an OSError, in lower case ("permission denied")."""
+    text = err.strerror or str(err)
+    return text[:1].lower() + text[1:]
 
 
 # ------------------------------------------------------------------------------------------------- split
