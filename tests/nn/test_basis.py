@@ -3,6 +3,8 @@ must equal the basis of the concatenated attributes without building the tensor 
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -58,13 +60,32 @@ def test_monomial_fold_maps_each_column_to_one_product_of_distinct_monomials():
         assert pair[q] + molecule[r] == exponents
 
 
-def test_kernel_basis_shape_and_range():
-    """[..., D] -> [..., basis_dim]; the last GELU keeps every value above its minimum, about -0.17."""
-    torch.manual_seed(0)
-    basis = KernelBasis(3, 8, 6, 3).double()
-    result = basis(torch.randn(2, 7, 3, dtype=torch.float64))  # [2, 7, 6]
-    assert result.shape == (2, 7, 6)
-    assert result.min().item() > -0.17
+def _gelu(x: float) -> float:
+    """GELU(x) = x Φ(x) (PyTorch's exact form)."""
+    return 0.5 * x * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+def test_kernel_basis_known_values():
+    """Two attributes (u, v), degree 2, hidden 2, one basis function, small fixed weights: by hand,
+    features (u, v, u², uv, vu, v²), h = GELU(W1·features + b1), basis = GELU(W2·h + b2)."""
+    basis = KernelBasis(2, 2, 1, 2).double()
+    w1 = [[1.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.5, 1.0, 0.25, 0.25, -0.5]]
+    b1, w2, b2 = [0.25, 0.5], [2.0, -1.0], -0.5
+    with torch.no_grad():
+        basis.mlp[1].weight.copy_(torch.tensor(w1))
+        basis.mlp[1].bias.copy_(torch.tensor(b1))
+        basis.mlp[3].weight.copy_(torch.tensor([w2]))
+        basis.mlp[3].bias.fill_(b2)
+    attributes = [(0.5, -1.0), (-1.0, 2.0)]
+    expected = []
+    for u, v in attributes:
+        features = [u, v, u * u, u * v, v * u, v * v]
+        hidden = [_gelu(sum(w * f for w, f in zip(row, features)) + b) for row, b in zip(w1, b1)]
+        expected.append(_gelu(sum(w * h for w, h in zip(w2, hidden)) + b2))
+    assert expected[0] > 0.5 and expected[1] < -0.05  # both signs of the last GELU's input are exercised
+    result = basis(torch.tensor(attributes, dtype=torch.float64))  # [2, 1]
+    assert result.shape == (2, 1)
+    torch.testing.assert_close(result[:, 0], torch.tensor(expected, dtype=torch.float64), rtol=0, atol=1e-14)
 
 
 @pytest.mark.parametrize("num_molecule", [1, 0], ids=["with-time", "without-time"])
