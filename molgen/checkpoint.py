@@ -151,6 +151,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     checkpoint, a format newer than this molgen reads, or a checkpoint that lacks required entries.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(path, f"it is a folder, not a checkpoint file (name one, e.g. {path / 'last.pt'})")
     if not path.is_file():
         raise CheckpointError(path, "no such file")
     try:
@@ -280,12 +282,19 @@ def load_model(path: str | Path, use_ema: bool = True, device: str | torch.devic
 def resolve_checkpoint(path: str | Path | None = None) -> Path:
     """The checkpoint to use: `path`, else $MOLGEN_CHECKPOINT, else the shipped checkpoints/qm9_ponita_cpu.pt.
 
-    MolgenError when no path was given and the shipped file is missing (a bad given path is load_model's error).
+    MolgenError when $MOLGEN_CHECKPOINT names no file, or when it is unset (or empty) and the shipped file is
+    missing; a bad given path is load_model's error.
     """
     if path is not None:
         return Path(path)
-    resolved = Path(os.environ.get("MOLGEN_CHECKPOINT", SHIPPED_CHECKPOINT))
-    if not resolved.is_file():
-        raise MolgenError(f"the shipped checkpoint is missing ({resolved}); pass a checkpoint path or set "
+    variable = os.environ.get("MOLGEN_CHECKPOINT")
+    if variable:
+        if not Path(variable).is_file():
+            what = "a folder" if Path(variable).is_dir() else "no such file"
+            raise MolgenError(f"MOLGEN_CHECKPOINT={variable}: {what}; set it to a checkpoint file, or unset it to use "
+                              "the shipped checkpoint")
+        return Path(variable)
+    if not SHIPPED_CHECKPOINT.is_file():
+        raise MolgenError(f"the shipped checkpoint is missing ({SHIPPED_CHECKPOINT}); pass a checkpoint path or set "
                           "MOLGEN_CHECKPOINT")
-    return resolved
+    return SHIPPED_CHECKPOINT

@@ -9,6 +9,7 @@ are accepted where a number is expected. Command-line overrides use dotted paths
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -16,6 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from molgen.choices import MAX_SEED
 from molgen.configbase import (
     DictConfig,
     apply_override,
@@ -31,7 +33,7 @@ from molgen.configbase import (
 from molgen.diffusion.samplers import SAMPLERS, SamplerName
 from molgen.models.registry import model_names, model_spec
 
-_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")  # molgen.device checks that the device is here
 
 
 # ------------------------------------------------------------------------------------------------ sections
@@ -239,6 +241,9 @@ class TrainConfig(DictConfig):
             if value < lowest:
                 raise ValueError(f"{s}.{name} must be an integer >= {lowest}, got {value}")
             set_field(self, name, value)
+        for name in ("seed", "eval_seed", "sample_seed"):
+            if getattr(self, name) > MAX_SEED:
+                raise ValueError(f"{s}.{name} must be an integer from 0 to 2**64 - 1, got {getattr(self, name)}")
         for name in ("lr", "min_lr", "weight_decay"):
             set_field(self, name, as_number(s, name, getattr(self, name)))
         if not (math.isfinite(self.lr) and self.lr > 0):
@@ -269,7 +274,8 @@ class TrainConfig(DictConfig):
         check_bool(s, "adaptive_clipping", self.adaptive_clipping)
         check_choice(s, "sample_sampler", self.sample_sampler, SAMPLERS)
         if not isinstance(self.device, str) or not _DEVICE.match(self.device):
-            raise ValueError(f"{s}.device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {self.device!r}")
+            raise ValueError(f"{s}.device must be 'auto', 'cpu', 'cuda' or 'cuda:N' (molgen runs on CPUs and CUDA "
+                             f"GPUs); got {self.device!r}")
         if self.threads is not None:
             set_field(self, "threads", as_integer(s, "threads", self.threads))
             if self.threads < 1:
@@ -339,15 +345,41 @@ class RunConfig:
 # ------------------------------------------------------------------------------------------------ files
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Load a RunConfig from a YAML or JSON file, with optional dotted-path overrides; errors name the file."""
-    values = read_config_file(path)
-    for key, value in (overrides or {}).items():
-        apply_override(values, key, value)
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None,
+                options: dict[str, str] | None = None) -> RunConfig:
+    """Load a RunConfig from a YAML or JSON file, with optional dotted-path overrides.
+
+    A ValueError names where the problem comes from: the file, or the override after which it appears, as
+    `options[key]` (the command-line option that set it, e.g. "--max-steps 0"), else "the override KEY=VALUE".
+    """
+    values, overrides = read_config_file(path), dict(overrides or {})
     try:
-        return RunConfig.from_dict(values)
+        return RunConfig.from_dict(_overridden(values, overrides))
     except ValueError as err:
-        raise ValueError(f"{path}: {err}") from None
+        problem = str(err)
+    keys, options = list(overrides), options or {}
+    sources = [str(path), *(options.get(key, f"the override {key}={overrides[key]}") for key in keys)]
+    for count in range(len(keys)):  # the file alone, then with the first overrides: the first to show the problem
+        if _problem(values, {key: overrides[key] for key in keys[:count]}) == problem:
+            raise ValueError(f"{sources[count]}: {problem}")
+    raise ValueError(f"{sources[-1]}: {problem}")
+
+
+def _overridden(values: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the config file's `values` with the dotted-path overrides applied (ValueError for a bad path)."""
+    values = copy.deepcopy(values)
+    for key, value in overrides.items():
+        apply_override(values, key, value)
+    return values
+
+
+def _problem(values: dict[str, Any], overrides: dict[str, Any]) -> str | None:
+    """What is wrong with the config file's `values` under the overrides, or None when they make a RunConfig."""
+    try:
+        RunConfig.from_dict(_overridden(values, overrides))
+    except ValueError as err:
+        return str(err)
+    return None
 
 
 def save_config(config: RunConfig, path: str | Path) -> None:

@@ -90,12 +90,15 @@ class DictConfig:
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The dict in a YAML (.yaml/.yml) or JSON file; ValueError naming the file if it cannot be read."""
+    """The non-empty dict in a YAML (.yaml/.yml) or JSON file; ValueError naming the file if it cannot be read."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ValueError(f"cannot read config file {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not a text file (byte {err.start} is not UTF-8); a run config is YAML or "
+                         "JSON") from None
     if path.suffix.lower() in (".yaml", ".yml"):
         try:
             values = yaml.safe_load(text)
@@ -106,8 +109,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             values = json.loads(text)
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}: not valid JSON: {err}") from None
-    if values is None:
-        values = {}
+    if values is None or values == {}:
+        raise ValueError(f"{path}: the config file holds no settings, and molgen does not train on its built-in "
+                         "defaults alone; start from a file in configs/")
     if not isinstance(values, dict):
         raise ValueError(f"{path}: a config file must hold a mapping, got {type(values).__name__}")
     return values

@@ -1,4 +1,4 @@
-"""Device selection shared by training, sampling and evaluation."""
+"""Device selection shared by training, sampling and evaluation: molgen runs on the CPU and on CUDA GPUs."""
 
 from __future__ import annotations
 
@@ -7,14 +7,23 @@ import torch
 from molgen.errors import MolgenError
 
 
+def available_devices() -> list[str]:
+    """The devices molgen can use on this machine: 'cpu', then 'cuda:0', 'cuda:1', ... for each CUDA GPU."""
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return ["cpu", *(f"cuda:{index}" for index in range(gpus))]
+
+
 def resolve_device(name: str) -> torch.device:
-    """'auto' -> CUDA when available, else the CPU; otherwise the named device, checked to exist."""
+    """'auto' -> CUDA when available, else the CPU; otherwise the named device if it is one of
+    `available_devices()` ('cuda' is 'cuda:0', 'cpu:N' the CPU), else one MolgenError naming those."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    available = available_devices()
     try:
         device = torch.device(name)
-    except RuntimeError as err:
-        raise MolgenError(f"unknown device {name!r}: {err}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise MolgenError(f"device {name!r} asked for, but no CUDA device is available (use 'auto' or 'cpu')")
-    return device
+    except (RuntimeError, TypeError):
+        device = None
+    if device is not None and (device.type == "cpu" or f"{device.type}:{device.index or 0}" in available):
+        return device
+    raise MolgenError(f"device {name!r} is not available here; the devices here are: auto, {', '.join(available)} "
+                      "(molgen runs on CPUs and CUDA GPUs)")

@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping
 
 import torch
 
+from molgen.choices import PRECISIONS
 from molgen.errors import MolgenError
 
-PRECISIONS = ("auto", "fp32", "bf16")
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
@@ -103,4 +103,5 @@ def describe_compute(device: torch.device, precision: str) -> str:
     """One line naming the hardware, threads and precision, e.g. 'cpu (AVX2), 2 threads, fp32'."""
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)}), {precision}"
-    return f"{device.type} ({cpu_kind()}), {torch.get_num_threads()} threads, {precision}"
+    threads = torch.get_num_threads()
+    return f"{device.type} ({cpu_kind()}), {threads} thread{'' if threads == 1 else 's'}, {precision}"

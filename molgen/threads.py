@@ -11,11 +11,14 @@ told otherwise (`threads`, or the MOLGEN_THREADS environment variable), molgen u
 
 threads, where "idle" is measured over 0.1 s from /proc/stat and counts low-priority (niced) work as idle: a
 `nice -n 19` background run yields its cores. At least one thread. Under torchrun, OMP_NUM_THREADS is left in
-force. The choice is made once, when sampling or training starts.
+force. A count asked for (`threads`, MOLGEN_THREADS) above the cores this process may use is capped at them, with a
+one-line warning: threads beyond the cores only wait on each other.
+The choice is made once, when sampling or training starts.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -27,6 +30,8 @@ CGROUP_V2_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 CGROUP_V1_QUOTA = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
 CGROUP_V1_PERIOD = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
 PROC_STAT = Path("/proc/stat")
+
+log = logging.getLogger(__name__)
 
 
 def cgroup_cpu_quota(cpu_max: Path = CGROUP_V2_CPU_MAX, quota_v1: Path = CGROUP_V1_QUOTA,
@@ -103,16 +108,27 @@ def _threads_from_environment(text: str) -> int:
     return int(text)
 
 
+def capped_threads(threads: int) -> int:
+    """`threads`, or `available_cores()` with a one-line warning where `threads` asks for more."""
+    cores = available_cores()
+    if threads <= cores:
+        return threads
+    log.warning("%d threads asked for, but this process may use %s; using %d", threads,
+                "1 core" if cores == 1 else f"{cores} cores", cores)
+    return cores
+
+
 def configure_threads(threads: int | None = None) -> int:
     """Set torch's intra-op threads to `threads`; when None, to $MOLGEN_THREADS or `free_cores()`, unless
-    OMP_NUM_THREADS is set (as torchrun sets it), which is then left in force. Returns the count."""
+    OMP_NUM_THREADS is set (as torchrun sets it), which is then left in force. A count asked for is capped at
+    `available_cores()` (`capped_threads`). Returns the count."""
     import torch
 
     if threads is None and os.environ.get("MOLGEN_THREADS"):
         threads = _threads_from_environment(os.environ["MOLGEN_THREADS"])
     if threads is None and os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads()
-    count = free_cores() if threads is None else threads
+    count = free_cores() if threads is None else capped_threads(threads)
     if torch.get_num_threads() != count:
         torch.set_num_threads(count)
     return count

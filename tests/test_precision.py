@@ -92,7 +92,7 @@ def test_the_860b5b7_checkpoint_samples_in_fp32():
     from molgen.sampling import sample_molecules
 
     samples = sample_molecules(FIXTURE, num_molecules=3, steps=5, precision="fp32", device="cpu", threads=1)
-    assert samples.compute.endswith("1 threads, fp32")
+    assert samples.compute.endswith(", 1 thread, fp32")
     assert len(samples.molecules) == 3
     assert all(torch.isfinite(torch.as_tensor(x)).all() for x, _ in samples.molecules)
 

@@ -99,10 +99,13 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
             arrays = {name: data[name] for name in data.files if name != "meta"}
     except Exception as err:  # noqa: BLE001 (zip, format and key errors of a damaged or foreign file mean the same)
         raise DataError(f"{path}: not a readable molgen data export ({type(err).__name__})") from None
-    if len(meta) != 2 or meta[0] != str(EXPORT_FORMAT):
-        raise DataError(f"{path}: data export format {meta[0] if meta else '?'}, this molgen reads {EXPORT_FORMAT}; "
-                        "export the data again")
     expected = {"node_histogram"} | {f"{split}_{key}" for split in EXPORT_SPLITS for key in _FIELDS}
+    if len(meta) != 2 or not set(arrays) & expected:
+        raise DataError(f"{path}: not a molgen data export (it holds the arrays {', '.join(sorted(arrays))}, not an "
+                        "export's train_* and valid_* arrays); write one with `molgen data export FILE`")
+    if meta[0] != str(EXPORT_FORMAT):
+        raise DataError(f"{path}: a data export of format {meta[0]}, but this molgen reads format {EXPORT_FORMAT} "
+                        "only; export the data again")
     if set(arrays) != expected or _checksum(arrays) != meta[1]:
         raise DataError(f"{path}: the data export is damaged (its arrays do not match its checksum); export it again")
     return arrays

@@ -8,8 +8,9 @@ from torch import Tensor
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
-    """The seed of epoch `epoch`'s batch order in a run seeded with `seed`."""
-    return seed * 1_000_003 + epoch
+    """The seed of epoch `epoch`'s batch order in a run seeded with `seed`, within torch's 0 ... 2^64 - 1 (modulo
+    2^64: the same value as without the modulus for every seed below 1.8e13)."""
+    return (seed * 1_000_003 + epoch) % 2**64
 
 
 class SizeBucketBatchSampler:

@@ -9,7 +9,8 @@ Both end with EDM's final step at t = 0 and return a `MoleculeBatch`; `sample` w
 After every step a hook (`molgen.diffusion.steps.StepHook`) sees the state reached and may return a changed one (a
 progress bar returns nothing; inpainting puts the fixed atoms back). "sigma" is the VP noise level sigma_t
 throughout; the VE level sigma_t / alpha_t = exp(gamma_t / 2) is "sigma_ve".
-The sampler names and their default step counts (`SAMPLERS`, `DEFAULT_SAMPLER`, `DEFAULT_STEPS`) live here only.
+The sampler names and their default step counts (`SAMPLERS`, `DEFAULT_SAMPLER`, `DEFAULT_STEPS`) live in
+`molgen.choices` (free of torch, for the command line's help).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from torch import Tensor
 
 from molgen.batch import MoleculeBatch, MoleculeLayout
+from molgen.choices import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS, SamplerName
 from molgen.diffusion.heun import DEFAULT_RHO, karras_sigmas, sample_heun, snap_to_table
 from molgen.diffusion.nodes import NodeCountDistribution
 from molgen.diffusion.process import Denoiser, sample_noise
@@ -38,12 +40,6 @@ from molgen.diffusion.steps import (
 )
 
 
-SamplerName = Literal["ancestral", "heun"]
-SAMPLERS: tuple[SamplerName, ...] = ("ancestral", "heun")
-# The default: the best molecule stability measured on the shipped checkpoint (eval/qm9_checkpoint_eval.md): EDM's
-# ancestral sampler on 100 strided steps beat ancestral 50 and Heun 20 and 40 (Heun 40 with churn 5 came close).
-DEFAULT_SAMPLER: SamplerName = "ancestral"
-DEFAULT_STEPS: dict[str, int] = {"ancestral": 100, "heun": 20}  # EDM's protocol: ancestral with all T = 1000 steps
 TimeMapping = Literal["interpolate", "nearest"]
 
 

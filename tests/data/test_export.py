@@ -85,3 +85,13 @@ def test_cli_export_and_train_errors(qm9_cache_dir, tmp_path, capsys):
     assert err.count("\n") == 1 and "missing.npz: no such data export" in err
     assert main(["train", str(config), "--data", str(out), "--time-limit", "0"]) == 2
     assert "--time-limit must be a number of seconds > 0" in capsys.readouterr().err
+
+
+def test_training_from_a_cache_file_says_what_the_file_is(qm9_cache_dir, tmp_path, capsys):
+    cache_file = qm9_cache_dir / "qm9_v1.npz"
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"run_dir": str(tmp_path / "run"), "train": {"device": "cpu"}}))
+    assert main(["train", str(config), "--data", str(cache_file)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{cache_file}: not a molgen data export" in err
+    assert "num_atoms" in err and "molgen data export" in err and "format" not in err

@@ -104,3 +104,30 @@ def test_shipped_configs_load():
     egnn = load_config(CONFIGS / "qm9_egnn_gpu.yaml")
     assert egnn.model.name == "egnn" and egnn.train == gpu.train
     assert TrainConfig().lr == 1e-4  # the defaults are EDM's recipe
+
+
+def test_override_errors_name_the_override_that_shows_them(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("data:\n  batch_size: 16\n  max_train_molecules: 64\n")
+    # each override alone would break the file's config; together they are valid, and valid in this order only
+    config = load_config(path, {"data.max_train_molecules": 512, "data.batch_size": 128})
+    assert (config.data.batch_size, config.data.max_train_molecules) == (128, 512)
+    overrides = {"train.lr": 3e-4, "data.batch_size": 128, "train.seed": 2**64 - 1}
+    with pytest.raises(ValueError) as caught:
+        load_config(path, overrides, {"data.batch_size": "--set data.batch_size=128"})
+    assert str(caught.value).startswith("--set data.batch_size=128: data.max_train_molecules must be >= ")
+    with pytest.raises(ValueError, match=r"^the override train\.seed=-1: train\.seed must be an integer >= 0"):
+        load_config(path, {"train.seed": -1})
+    assert load_config(path, {"train.seed": 2**64 - 1}).train.seed == 2**64 - 1
+    path.write_text("train:\n  lr: -1\n")
+    with pytest.raises(ValueError, match=r"run\.yaml: train\.lr must be"):
+        load_config(path, {"train.max_steps": 5})
+
+
+def test_empty_and_binary_config_files_are_refused(tmp_path):
+    for name, content in (("empty.yaml", b""), ("comments.yaml", b"# nothing yet\n"), ("empty.json", b"{}"),
+                          ("binary.json", b"\x80\x00PK")):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError, match=name.replace(".", r"\.")) as caught:
+            load_config(tmp_path / name)
+        assert ("not a text file" if name.startswith("binary") else "holds no settings") in str(caught.value)
