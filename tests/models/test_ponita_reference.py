@@ -1,4 +1,9 @@
-"""The optimised PONITA equals the 860b5b7 reference (tests/models/ponita_reference.py) on the same weights."""
+"""The optimised PONITA equals the 860b5b7 reference (tests/models/ponita_reference.py) on the same weights.
+
+The reference reuses the model's embedding, readouts, basis MLP, ConvNeXt MLP and norm, dense helpers and centroid
+removal, so a bug there is invisible here: test_ponita_by_hand.py, tests/nn (test_basis, test_conv, test_dense) and
+tests/geometry/test_centroid.py pin those parts with values computed by hand.
+"""
 
 from __future__ import annotations
 
