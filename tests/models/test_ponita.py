@@ -131,8 +131,10 @@ def test_output_scale_at_init_bf16_agreement_and_finite_gradients():
     model = Ponita(config)
     z_x, z_h, t, layout = _inputs(num_atoms=(18, 17, 19, 20), seed=2, dtype=torch.float32)
     eps_x, eps_h = model(z_x, z_h, t, layout)
-    # eps_h starts at O(0.1-1); eps_x starts small (features vary little over orientations at init), like EGNN's
-    assert 0.05 < eps_h.std().item() < 5 and 1e-3 < eps_x.std().item() < 5
+    # eps_x starts small (features vary little over orientations at init), like EGNN's. Observed over seeds 0-5
+    # (init and input): std(eps_x) 0.0063-0.014, std(eps_h) 0.13-0.20; the windows allow a factor 2 beyond those and
+    # fail on readouts summed instead of averaged over the 5 layers (5x).
+    assert 0.07 < eps_h.std().item() < 0.4 and 0.003 < eps_x.std().item() < 0.03
     fast = Ponita(config)
     fast.load_state_dict(model.state_dict())
     set_precision(fast, "bf16")
