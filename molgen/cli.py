@@ -14,6 +14,7 @@ from molgen import __version__
 from molgen.cli_help import HelpFormatter
 from molgen.cli_sampling import add_checkpoint_arguments, add_sample_parser, evaluate_checkpoint, sample_command
 from molgen.errors import MolgenError
+from molgen.interrupts import Interrupted, terminate_interrupts
 from molgen.outputs import check_output_file, check_output_folder, writing
 
 
@@ -265,22 +266,14 @@ def _train_process(args: argparse.Namespace, config, world, resume: Path | None)
     say(f"finished at step {result.step:,}: {result.checkpoint}{best}")
 
 
-class Interrupted(KeyboardInterrupt):
-    """A clean stop on a signal: `molgen` exits with 128 + its number (130 for SIGINT, 143 for SIGTERM), as a
-    shell reports a process that the signal ended."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = int(signum)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `molgen` command; user errors print one line and exit with status 2."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     args = _parser().parse_args(argv)
     handlers = {"data": _data, "sample": sample_command, "evaluate": _evaluate, "train": _train}
     try:
-        handlers[args.command](args)
+        with terminate_interrupts():  # SIGTERM cleans up as Ctrl-C does (exit 143)
+            handlers[args.command](args)
     except MolgenError as err:
         print(f"molgen: error: {err}", file=sys.stderr)
         return 2

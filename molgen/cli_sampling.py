@@ -131,13 +131,14 @@ def _describe(samples) -> str:
 
 
 def sample_command(args: argparse.Namespace) -> None:
-    """`molgen sample`: check --out, sample, write the whole result into a new folder that replaces --out, print."""
-    from molgen.outputs import check_replaceable, replaced_folder
+    """`molgen sample`: check --out and make the new folder beside it, sample, write the whole result into the new
+    folder, which then replaces --out; print."""
+    from molgen.replaced import replaced_folder
 
-    check_replaceable(args.out, SAMPLE_FILES)
-    _, samples = _sampled(args, args.chain_frames if args.chain else 0)
     with replaced_folder(args.out, SAMPLE_FILES) as staging:
-        written = _write_samples(staging, args, samples)
+        _, samples = _sampled(args, args.chain_frames if args.chain else 0)
+        with writing(staging, shown_as=args.out):
+            written = _write_samples(staging, args, samples)
     metrics = samples.metrics()
     print(_describe(samples))
     print(f"stable: {metrics.n_stable_molecules} of {metrics.n_molecules} molecules ({100 * metrics.mol_stable:.1f}%), "

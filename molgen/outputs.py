@@ -6,11 +6,7 @@ the first second, not after an hour of work. `writing(path)` turns an OSError ra
 (no space, a read-only mount, a file where a folder should be) into an `OutputError`, which the CLI prints as one
 `molgen: error:` line.
 
-`replaced_folder(DIR, own_names)` (behind `molgen sample --out DIR`) writes a whole result into a temporary sibling
-of DIR that replaces DIR only when every file is written. An existing DIR is replaced only if it holds nothing but
-files with those names (molgen's outputs of an earlier run); otherwise it is refused, naming the other files, so
-that `--out .` or a folder of the user's is never deleted. An interrupted or failed run leaves DIR as it was; the
-swap is two renames with SIGINT and SIGTERM held back, so DIR holds one run's files, never a mix of two.
+Folders replaced whole (`molgen sample --out`) are in `molgen.replaced`.
 """
 
 from __future__ import annotations
@@ -18,13 +14,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
-import signal
 import tempfile
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-from molgen.atomic import current_umask
 from molgen.errors import MolgenError
 
 
@@ -100,81 +93,3 @@ def _reason(err: OSError, path: Path) -> str:
         return f"{blocking} is a file, not a folder"
     text = err.strerror or str(err)
     return text[:1].lower() + text[1:]
-
-
-# ------------------------------------------------------------------------------------- folders replaced whole
-
-
-def check_replaceable(folder: str | os.PathLike, own: Collection[str]) -> None:
-    """Raise OutputError unless `folder` can be written and replaced: absent, or holding only files named in `own`."""
-    folder = Path(folder)
-    check_output_folder(folder)
-    if not folder.exists():
-        return
-    foreign = sorted(entry.name for entry in folder.iterdir() if not _is_own(entry, own))
-    if foreign:
-        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-        raise OutputError(folder, f"it holds files that molgen did not write ({shown}); molgen replaces only a "
-                                  "folder of its own outputs: choose another folder or move them away")
-    real, working = folder.resolve(), Path.cwd().resolve()
-    if real == working or real in working.parents:
-        raise OutputError(folder, "it is the current folder or contains it; name a subfolder, e.g. samples")
-
-
-def _is_own(entry: Path, own: Collection[str]) -> bool:
-    """A file named in `own`, or a leftover temporary file of an atomic write of one (`.NAME.xxxx.tmp`)."""
-    if entry.is_symlink() or not entry.is_file():
-        return False
-    name = entry.name
-    return name in own or (name.endswith(".tmp") and any(name.startswith(f".{mine}.") for mine in own))
-
-
-@contextlib.contextmanager
-def replaced_folder(folder: str | os.PathLike, own: Collection[str]) -> Iterator[Path]:
-    """Yield a new temporary sibling of `folder` to write into; it replaces `folder` when the block succeeds.
-
-    `folder` must pass `check_replaceable` (at the start and again at the swap); the sibling is removed if the
-    block fails or is interrupted. OSErrors name the destination's files, not the sibling's.
-    """
-    folder = Path(folder)
-    check_replaceable(folder, own)
-    real = folder.resolve()
-    with writing(real.parent, shown_as=folder.parent):
-        real.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{real.name}.", suffix=".partial", dir=real.parent))
-    try:
-        with writing(staging, shown_as=folder):
-            yield staging
-        with writing(real.parent, shown_as=folder.parent):
-            staging.chmod(0o777 & ~current_umask())
-            _swap_in(staging, real, lambda: check_replaceable(folder, own))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _swap_in(staging: Path, real: Path, check: Callable[[], None]) -> None:
-    """Rename `staging` to `real`, retiring and then deleting an existing `real` (signals held during the renames)."""
-    retired = None
-    with _signals_held():
-        if real.exists():
-            check()
-            retired = Path(tempfile.mkdtemp(prefix=f".{real.name}.", suffix=".old", dir=real.parent))
-            os.rename(real, retired)
-        try:
-            os.rename(staging, real)
-        except OSError:
-            if retired is not None:
-                os.rename(retired, real)
-            raise
-    if retired is not None:
-        shutil.rmtree(retired, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Hold back SIGINT and SIGTERM until the block ends (then they arrive), so it is never cut in half."""
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)

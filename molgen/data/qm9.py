@@ -17,6 +17,7 @@ import importlib.util
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,6 @@ from molgen.atomic import atomic_write
 from molgen.data.packed import PackedMolecules
 from molgen.elements import TYPE_INDEX
 from molgen.errors import DataError, MolgenError
-from molgen.outputs import OutputError, check_output_folder
 
 log = logging.getLogger(__name__)
 
@@ -215,11 +215,14 @@ class CacheError(MolgenError):
 
 
 def check_cache_folder(folder: Path, what: str) -> None:
-    """Raise CacheError unless `folder` is, or can be made, a folder that accepts the new file `what` names."""
+    """Raise CacheError unless `folder` is, or can be made, a folder that accepts the new file `what` names (its
+    nearest existing folder is probed with a temporary file; nothing is left behind)."""
+    _check_not_blocked(folder)
     try:
-        check_output_folder(folder)
-    except OutputError as err:
-        raise CacheError(f"{what} must be built in {folder}, which cannot be written ({err.reason}): build it "
+        with tempfile.TemporaryFile(dir=_nearest_existing(folder)):
+            pass
+    except OSError as err:
+        raise CacheError(f"{what} must be built in {folder}, which cannot be written ({_why(err)}): build it "
                          "once where it can be written, or choose another cache folder") from None
 
 
@@ -265,11 +268,16 @@ def check_cache(directory: Path | None = None) -> None:
         check_cache_folder(path.parent, "the QM9 cache")
 
 
+def _nearest_existing(path: Path) -> Path:
+    """`path` or its closest ancestor that exists (as a file or a folder)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def _check_not_blocked(folder: Path) -> None:
     """CacheError if a regular file stands at `folder` or at its nearest existing ancestor."""
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = _nearest_existing(folder)
     if not existing.is_dir():
         where = "" if existing == folder else f" cannot be used: {existing}"
         raise CacheError(f"the QM9 cache folder {folder}{where} is a file, not a folder")
