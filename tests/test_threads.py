@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
+import molgen
 from molgen import threads
 from molgen.errors import MolgenError
 
@@ -78,3 +84,27 @@ def test_free_cores_leave_out_a_busy_process(monkeypatch):
         assert threads.free_cores() == expected
     monkeypatch.setattr(threads, "available_cores", lambda: 1)
     assert threads.free_cores() == 1
+
+
+# The child: torch has read OMP_NUM_THREADS at import; molgen's thread setup for sampling must leave it, though it
+# would pick 2 threads on its own (free_cores stands in for an idle 2-core machine).
+_OMP_CHILD = """
+import sys, torch
+from molgen import threads
+from molgen.sampling import SampleSettings, load_for_sampling
+threads.free_cores = lambda: 2
+at_import = torch.get_num_threads()
+load_for_sampling(sys.argv[1], SampleSettings(device="cpu", precision="fp32"))
+print(at_import, torch.get_num_threads())
+"""
+
+
+def test_omp_num_threads_is_respected_in_a_fresh_process():
+    fixture = Path(__file__).parent / "fixtures" / "qm9_ponita_860b5b7.pt"
+    source_root = str(Path(molgen.__file__).resolve().parents[1])  # the child imports the molgen under test
+    env = {key: value for key, value in os.environ.items() if key != "MOLGEN_THREADS"}
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(filter(None, [source_root, env.get("PYTHONPATH")])))
+    result = subprocess.run([sys.executable, "-c", _OMP_CHILD, str(fixture)], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1", "1"]  # torch read the variable, and molgen left it in force
