@@ -152,6 +152,20 @@ def _training_smiles(args: argparse.Namespace) -> set[str] | None:
         return None
 
 
+def _check_cache_first(args: argparse.Namespace) -> None:
+    """`evaluate --checkpoint` reads the QM9 data after sampling: a cache folder that cannot serve fails now."""
+    from molgen.chem.reference import check_training_smiles
+    from molgen.data.qm9 import CacheError, check_cache
+
+    if args.novelty != "no" or args.nll_passes:
+        check_cache(args.cache_dir)
+    if args.novelty != "no":
+        try:
+            check_training_smiles(args.cache_dir)
+        except CacheError as err:
+            raise CacheError(f"{err}; --novelty no skips novelty") from None
+
+
 def _evaluate(args: argparse.Namespace) -> None:
     from molgen.chem.io import read_molecules
     from molgen.chem.metrics import evaluate_molecules
@@ -161,10 +175,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     if args.json is not None:
         check_output_file(args.json)
     if args.checkpoint is not None:
-        if args.novelty != "no" or args.nll_passes:
-            from molgen.data.qm9 import check_cache
-
-            check_cache(args.cache_dir)  # a cache folder that cannot serve fails now, not after the sampling
+        _check_cache_first(args)
         evaluate_checkpoint(args, lambda: _training_smiles(args), args.json, args.cache_dir)
         return
     if args.qm9_split:

@@ -146,3 +146,24 @@ def test_an_intact_read_only_cache_serves(command, shown, shared, qm9_cache_dir)
     assert run_as_nobody(child, output) == 0, output.read_text()
     assert shown in output.read_text()
     assert sorted(p.name for p in cache.iterdir()) == before  # no lock file, nothing written
+
+
+def test_evaluate_checkpoint_fails_before_sampling_where_novelty_cannot_be_cached(shared, qm9_cache_dir,
+                                                                                 monkeypatch):
+    cache = _read_only_cache(shared, qm9_cache_dir, smiles=False)  # intact data, no training SMILES
+    argv = [arg for arg in _commands(shared, cache)["evaluate --checkpoint"] if arg not in ("--novelty", "no")]
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("sampling started")
+
+    monkeypatch.setattr(molgen.sampling, "sample", no_sampling)
+
+    def child() -> int:
+        assert_cannot_write(cache)
+        return main(argv)
+
+    output = shared / "output.txt"
+    assert run_as_nobody(child, output) == 2, output.read_text()
+    assert output.read_text() == (f"molgen: error: EDM's training SMILES (for novelty) must be built in {cache}, "
+                                  "which cannot be written (permission denied): build it once where it can be "
+                                  "written, or choose another cache folder; --novelty no skips novelty\n")
