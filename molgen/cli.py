@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from molgen import __version__
-from molgen.cli_help import HelpFormatter
+from molgen.cli_help import HelpFormatter, Parser
 from molgen.cli_sampling import add_checkpoint_arguments, add_sample_parser, evaluate_checkpoint, sample_command
 from molgen.errors import MolgenError
 from molgen.interrupts import Interrupted, terminate_interrupts
@@ -19,7 +19,7 @@ from molgen.outputs import check_output_file, check_output_folder, writing
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="molgen",
         description="3D molecule generation with E(3) equivariant diffusion (EDM) on QM9.",
         formatter_class=HelpFormatter,
@@ -197,19 +197,28 @@ def _evaluate(args: argparse.Namespace) -> None:
         print(f"metrics written to {args.json}")
 
 
+def _config_overrides(args: argparse.Namespace) -> tuple[dict, dict[str, str]]:
+    """The dotted-path overrides of `molgen train`'s options, and the option that set each (for its errors)."""
+    from molgen.config import parse_override
+
+    overrides, options = {}, {}
+    for text in args.overrides:
+        key, value = parse_override(text)
+        overrides[key], options[key] = value, f"--set {text}"
+    flags = {"train.max_steps": ("--max-steps", args.max_steps), "run_dir": ("--run-dir", args.run_dir),
+             "train.precision": ("--precision", args.precision)}
+    for key, (flag, value) in flags.items():
+        if value is not None:
+            overrides[key], options[key] = value, f"{flag} {value}"
+    return overrides, options
+
+
 def _train(args: argparse.Namespace) -> None:
-    from molgen.config import load_config, parse_override
+    from molgen.config import load_config
 
     logging.getLogger("molgen.train").setLevel(logging.INFO)
     try:
-        overrides = dict(parse_override(text) for text in args.overrides)
-        if args.max_steps is not None:
-            overrides["train.max_steps"] = args.max_steps
-        if args.run_dir is not None:
-            overrides["run_dir"] = str(args.run_dir)
-        if args.precision is not None:
-            overrides["train.precision"] = args.precision
-        config = load_config(args.config, overrides)
+        config = load_config(args.config, *_config_overrides(args))
     except ValueError as err:
         raise MolgenError(str(err)) from None
     run_dir = Path(config.run_dir)

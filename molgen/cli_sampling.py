@@ -9,13 +9,10 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+from molgen.choices import DEFAULT_SAMPLER, DEFAULT_STEPS, MAX_RESAMPLE, PRECISIONS, SAMPLERS, seed_problem
 from molgen.cli_help import HelpFormatter
-from molgen.diffusion.samplers import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS
 from molgen.errors import DataError
-from molgen.evaluation import intervals
 from molgen.outputs import writing
-from molgen.precision import PRECISIONS
-from molgen.sampling import SampleSettings
 
 GRID_COLUMNS = 6
 SAMPLE_FILES = ("molecules.sdf", "molecules.xyz", "grid.png", "chain.png", "chain.gif", "summary.json")
@@ -39,6 +36,18 @@ def _at_least(minimum: int) -> Callable[[str], int]:
 _positive, _non_negative = _at_least(1), _at_least(0)
 
 
+def _seed(text: str) -> int:
+    """An argparse type: a seed, an integer from 0 to 2^64 - 1 (torch's range)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    problem = seed_problem(value)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return value
+
+
 def add_sampling_arguments(parser: argparse.ArgumentParser, count_flag: str, count_default: int) -> None:
     """The options shared by `sample` and `evaluate --checkpoint`."""
     parser.add_argument("-n", count_flag, type=_positive, default=count_default, dest="num_molecules",
@@ -51,7 +60,8 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, count_flag: str, cou
                              + ")")
     parser.add_argument("--churn", type=float, default=0.0,
                         help="heun only: Karras et al.'s stochastic churn S_churn (0: the deterministic ODE)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (same seed and batch size: same molecules)")
+    parser.add_argument("--seed", type=_seed, default=0,
+                        help="random seed, 0 to 2**64 - 1 (same seed and batch size: same molecules)")
     parser.add_argument("--batch-size", type=_positive, default=100, help="molecules per network call")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
@@ -88,7 +98,8 @@ def add_sample_parser(commands: argparse._SubParsersAction) -> None:
                              "first, in its order and coordinate frame; the atom count is drawn from the training "
                              "histogram above the fragment's size unless --num-atoms is given (ancestral sampler only)")
     parser.add_argument("--resample", type=_non_negative, default=0,
-                        help="with --fix: RePaint round trips per step (each costs one more network call per step)")
+                        help="with --fix: RePaint round trips per step (each costs one more network call per step; "
+                             f"at most {MAX_RESAMPLE})")
 
 
 def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
@@ -102,7 +113,10 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
     add_sampling_arguments(group, "--num-samples", 1000)
 
 
-def _settings(args: argparse.Namespace) -> SampleSettings:
+def _settings(args: argparse.Namespace):
+    """The `SampleSettings` the options ask for."""
+    from molgen.sampling import SampleSettings
+
     return SampleSettings(num_molecules=args.num_molecules, sampler=args.sampler, steps=args.steps, seed=args.seed,
                           num_atoms=getattr(args, "num_atoms", None), batch_size=args.batch_size, device=args.device,
                           use_ema=not args.raw_weights, precision=args.precision, threads=args.threads,
@@ -197,6 +211,8 @@ def evaluate_checkpoint(
     the QM9 data; a bad checkpoint fails first); the metrics also go to `json_path`; the test split is read from
     the QM9 cache in `cache_dir` (None: the default cache).
     """
+    from molgen.evaluation import intervals
+
     loaded, samples = _sampled(args)
     metrics = samples.metrics(training_smiles())
     nll = _test_nll(loaded, args, cache_dir) if args.nll_passes else None

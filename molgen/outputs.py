@@ -54,6 +54,9 @@ def _check_can_hold_files(folder: Path, target: Path) -> None:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as err:
+        if err.errno == errno.ENOENT:  # an existing folder that says "no such file": a virtual file system
+            raise OutputError(target, f"the folder {existing} accepts no new files (a virtual file system such as "
+                                      "/proc)") from None
         raise OutputError(target, _reason(err, target)) from None
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -108,3 +110,55 @@ def test_first_use_says_what_it_builds(qm9_arrays, tmp_path, monkeypatch, capsys
     assert "computing EDM's training SMILES for novelty" in err
     assert main(["evaluate", str(tmp_path / "water.xyz"), "--cache-dir", str(cache)]) == 0
     assert "building" not in capsys.readouterr().err  # once
+
+
+@pytest.mark.parametrize("argv, command, problem", [
+    (["sample", "--seed", "-1"], "sample", "argument --seed: a seed must lie in 0 ... 2**64 - 1"),
+    (["sample", "--steps", "many"], "sample", "argument --steps: expected an integer, got 'many'"),
+    (["evaluate", "--novelty", "maybe"], "evaluate", "argument --novelty: invalid choice: 'maybe'"),
+    (["train"], "train", "the following arguments are required: config"),
+    (["data", "prepare", "--rebuilt"], "", "unrecognized arguments: --rebuilt"),
+    (["fly"], "", "argument COMMAND: invalid choice: 'fly'"),
+])
+def test_option_errors_are_one_line_that_points_to_help(capsys, argv, command, problem):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    prog = f"molgen {command}".strip()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "usage:" not in err, err
+    assert err.startswith(f"{prog}: error: {problem}") and err.endswith(f" (see {prog} --help)\n")
+
+
+_IMPORTS_AFTER = """
+import sys
+from pathlib import Path
+from molgen.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print("torch imported" if "torch" in sys.modules else "no torch")
+"""
+
+
+def test_help_and_version_import_no_torch():
+    """`molgen --help`, `molgen COMMAND --help` and `molgen --version` answer without importing torch (1-2 s)."""
+    for argv in (["--help"], ["--version"], ["sample", "--help"], ["evaluate", "--help"], ["train", "--help"],
+                 ["data", "export", "--help"]):
+        result = subprocess.run([sys.executable, "-c", _IMPORTS_AFTER, *argv], capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 0 and "molgen" in result.stdout, result.stderr
+        assert result.stdout.splitlines()[-1] == "no torch", argv
+
+
+def test_the_readme_examples_outputs_are_ignored_by_git():
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("not a git checkout, or no git")
+    for path in ("samples/molecules.sdf", "samples_benzene/molecules.sdf"):
+        result = subprocess.run(["git", "-C", str(root), "check-ignore", "--no-index", "-q", path],
+                                capture_output=True, text=True)
+        if result.returncode not in (0, 1):  # no git, or git refuses the checkout (another owner)
+            pytest.skip(f"git check-ignore cannot run here: {result.stderr.strip()}")
+        assert result.returncode == 0, f"{path} is not ignored"

@@ -108,3 +108,22 @@ def test_omp_num_threads_is_respected_in_a_fresh_process():
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["1", "1"]  # torch read the variable, and molgen left it in force
+
+
+def test_a_count_beyond_the_usable_cores_is_capped_with_one_warning(monkeypatch, caplog):
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MOLGEN_THREADS", raising=False)
+    monkeypatch.setattr(threads, "affinity_cores", lambda: 8)
+    monkeypatch.setattr(threads, "cgroup_cpu_quota", lambda: 1.5)  # docker --cpus 1.5: 2 cores
+    try:
+        with caplog.at_level("WARNING", logger="molgen.threads"):
+            assert threads.configure_threads(2) == 2 and not caplog.records
+            assert threads.configure_threads(999) == 2 and torch.get_num_threads() == 2
+            monkeypatch.setenv("MOLGEN_THREADS", "64")
+            assert threads.configure_threads(None) == 2
+    finally:
+        torch.set_num_threads(before)
+    assert [record.getMessage() for record in caplog.records] == [
+        "999 threads asked for, but this process may use 2 cores; using 2",
+        "64 threads asked for, but this process may use 2 cores; using 2"]
