@@ -1,4 +1,5 @@
-"""Inpainting's replacement after a step t -> s puts the fixed atoms at q(z_s | fragment): gamma_s, not gamma_t.
+"""Inpainting's replacement after a step t -> s puts the fixed atoms at q(z_s | fragment): gamma_s, not gamma_t
+(and the start at gamma_T).
 
 On a hand-made table where the two differ visibly (T = 4, the step 0.75 -> 0.5: gamma_t = 1, gamma_s = -2), so
 alpha_s = sqrt(sigmoid(2)) = 0.940 against alpha_t = 0.523, sigma_s = 0.345 against sigma_t = 0.855.
@@ -13,7 +14,7 @@ import torch
 
 from molgen.batch import MoleculeLayout
 from molgen.diffusion import NoiseSchedule, StepInfo, initial_state
-from molgen.diffusion.inpainting import Fragment, lay_out_fragment, repaint_hook
+from molgen.diffusion.inpainting import Fragment, lay_out_fragment, repaint_hook, sample_inpainting
 
 from .standins import EquivariantDenoiser
 
@@ -71,3 +72,26 @@ def test_replacement_noise_has_spread_sigma_s():
     positions = _relative(state.z_x, fixed.index) - ALPHA_S * fixed.y  # [B, K, 3]: sigma_s (eps - eps_bar)
     spread_x = float(positions.pow(2).sum(dim=(1, 2)).mean().div(3 * (3 - 1)).sqrt())
     assert abs(spread_x / SIGMA_S - 1) < 0.03, (spread_x, SIGMA_S)
+
+
+def test_the_start_puts_the_fragment_at_gamma_T():
+    """The first network call sees the fixed atoms at q(z_T | fragment): two fragments, one generator stream, differ
+    by alpha_T (h_A - h_B) in their features, alpha_T = sqrt(sigmoid(-2.5)) = 0.277 (the next grid point: 0.940)."""
+    alpha_T = math.sqrt(1 / (1 + math.exp(2.5)))
+    first_inputs = []
+    for fragment in (FRAGMENT_A, FRAGMENT_B):
+        calls = []
+
+        def recording(z_x, z_h, t, layout, calls=calls):
+            calls.append(z_h.clone())
+            return torch.zeros_like(z_x), torch.zeros_like(z_h)
+
+        sample_inpainting(recording, NoiseSchedule(GAMMA), fragment, torch.tensor([5, 4]), steps=2,
+                          generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        first_inputs.append(calls[0])
+    index = torch.tensor([[0, 1, 2], [5, 6, 7]])  # the first K = 3 atoms of each molecule
+    layout = MoleculeLayout.from_num_atoms(torch.tensor([5, 4]))
+    identity = torch.eye(3, dtype=torch.float64).expand(2, 3, 3)
+    h_a, h_b = (lay_out_fragment(f, layout, identity, torch.float64, "cpu").h for f in (FRAGMENT_A, FRAGMENT_B))
+    torch.testing.assert_close(first_inputs[0][index] - first_inputs[1][index],
+                               (alpha_T * (h_a - h_b)).expand(2, 3, 6), rtol=0, atol=1e-12)
