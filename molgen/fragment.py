@@ -4,12 +4,14 @@ Reads and checks the fragment (one molecule from an XYZ/SDF file, or positions a
 method (the sampling driver draws the atom counts from the training histogram restricted to N > K),
 `molgen.diffusion.inpainting.sample_inpainting` (EDM's ancestral sampler with replacement and RePaint round
 trips; each molecule's copy of the fragment turned by a random rotation, since PONITA on a fixed orientation grid
-is only approximately equivariant). Every request that cannot be sampled is one `MolgenError`.
+is only approximately equivariant). Every request that cannot be sampled is one `MolgenError`; a fragment that can
+be sampled but looks like a mistake (overlapping atoms, no heavy atom, no bonded pair) gets a one-line warning each.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +28,10 @@ if TYPE_CHECKING:
     from molgen.diffusion.steps import StepHook
     from molgen.sampling import SampleSettings
     from molgen.checkpoint import LoadedModel
+
+log = logging.getLogger(__name__)
+
+MIN_DISTANCE = 0.5  # Å: two fragment atoms closer than this overlap (QM9's shortest bond, H-H, is 0.74 Å)
 
 FixedSource = str | Path | tuple[Sequence, Sequence]
 """A fragment file (.xyz or .sdf, one molecule), or (positions [K, 3] in Å, atom types [K] as indices or symbols)."""
@@ -73,7 +79,8 @@ def _atom_types(atom_types, count: int) -> torch.Tensor:
 
 
 def check_fragment(fragment: Fragment | None, settings: SampleSettings, nodes: NodeCountDistribution) -> None:
-    """MolgenError unless the request can be sampled: the ancestral sampler, N > K, K below the largest molecule."""
+    """MolgenError unless the request can be sampled: the ancestral sampler, N > K, K below the largest molecule;
+    then a logged warning per `fragment_warnings`."""
     if fragment is None:
         if settings.resample:
             raise MolgenError("--resample applies only to sampling around a fragment (--fix)")
@@ -82,8 +89,6 @@ def check_fragment(fragment: Fragment | None, settings: SampleSettings, nodes: N
     if settings.sampler != "ancestral":
         raise MolgenError(f"a fixed fragment needs the ancestral sampler; the {settings.sampler} sampler is not "
                           "supported with --fix")
-    if settings.resample < 0:
-        raise MolgenError(f"--resample must be at least 0, got {settings.resample}")
     if k >= largest:
         raise MolgenError(f"the fragment has {k} atoms, but the model's largest molecule has {largest}: no room "
                           "for new atoms")
@@ -91,6 +96,32 @@ def check_fragment(fragment: Fragment | None, settings: SampleSettings, nodes: N
         raise MolgenError(f"--num-atoms {settings.num_atoms} must exceed the fragment's {k} atoms")
     if settings.num_atoms is not None and settings.num_atoms not in nodes.supported:
         raise MolgenError(f"cannot sample molecules of {settings.num_atoms} atoms: the model saw none in training")
+    for warning in fragment_warnings(fragment):
+        log.warning(warning)
+
+
+def fragment_warnings(fragment: Fragment) -> list[str]:
+    """One line per fault of a fragment that can be sampled but looks like a mistake: two atoms closer than
+    MIN_DISTANCE, no heavy atom, or K > 1 atoms without a pair within bonding distance (EDM's single-bond length +
+    margin, molgen.chem.bonds: the rule that bonds the sampled molecules; e.g. coordinates in pm, not Å)."""
+    from molgen.chem.bonds import bond_order_matrix, pairwise_distances
+
+    positions, types = fragment.positions.cpu().numpy(), fragment.atom_type.cpu().numpy()  # [K, 3], [K]
+    symbols, k, warnings = [ELEMENTS[t] for t in types], len(types), []
+    distance = pairwise_distances(positions) + np.diag(np.full(k, np.inf))  # [K, K], inf on the diagonal
+    i, j = np.unravel_index(np.argmin(distance), distance.shape)
+    closest = float(distance[i, j])
+    if closest < MIN_DISTANCE:
+        overlaps = int((distance < MIN_DISTANCE).sum()) // 2
+        warnings.append(f"the fragment's atoms {i + 1} ({symbols[i]}) and {j + 1} ({symbols[j]}) are {closest:.3f} Å "
+                        f"apart, closer than {MIN_DISTANCE} Å: overlapping atoms"
+                        + (f" ({overlaps} such pairs)" if overlaps > 1 else ""))
+    if all(symbol == "H" for symbol in symbols):
+        warnings.append("the fragment has no heavy atom, only hydrogen")
+    if k > 1 and not bond_order_matrix(positions, types).any():
+        warnings.append(f"no two of the fragment's {k} atoms are within bonding distance (the closest are "
+                        f"{closest:.3g} Å apart): are its coordinates in Å?")
+    return warnings
 
 
 def sample_around(
@@ -100,8 +131,9 @@ def sample_around(
     settings: SampleSettings,
     generator: torch.Generator,
     callback: StepHook,
+    on_round_trip: Callable[[], None] | None = None,
 ) -> MoleculeBatch:
     """One batch of molecules of counts [B] atoms around the fragment, in the fragment's frame."""
     return sample_inpainting(loaded.model, loaded.schedule, fragment, counts, steps=settings.resolved_steps,
                              resample=settings.resample, rotate=True, generator=generator, callback=callback,
-                             device=loaded.device)
+                             on_round_trip=on_round_trip, device=loaded.device)

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from molgen.batch import Molecule, size_batches
 from molgen.checkpoint import LoadedModel, load_model, resolve_checkpoint
+from molgen.choices import MAX_RESAMPLE
 from molgen.device import resolve_device
 from molgen.diffusion.process import state_to_batch
 from molgen.diffusion.samplers import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS, atom_counts, sample
@@ -64,7 +65,7 @@ class SampleSettings:
         return DEFAULT_STEPS[self.sampler] if self.steps is None else self.steps
 
     def check(self, timesteps: int | None = None) -> None:
-        """Raise MolgenError for a count < 1, an unknown sampler, too few or too many steps."""
+        """Raise MolgenError for a count < 1, an unknown sampler, too few or too many steps or round trips."""
         if self.num_molecules < 1:
             raise MolgenError(f"the number of molecules must be at least 1, got {self.num_molecules}")
         if self.batch_size < 1:
@@ -77,6 +78,8 @@ class SampleSettings:
             raise MolgenError(f"the ancestral sampler takes at most T = {timesteps} steps, got {self.steps}")
         if self.num_atoms is not None and self.num_atoms < 1:
             raise MolgenError(f"the atom count must be at least 1, got {self.num_atoms}")
+        if not 0 <= self.resample <= MAX_RESAMPLE:
+            raise MolgenError(f"--resample must lie in 0..{MAX_RESAMPLE} round trips per step, got {self.resample}")
         if not (math.isfinite(self.churn) and self.churn >= 0):
             raise MolgenError(f"churn must be a finite number >= 0, got {self.churn}")
         if self.churn and self.sampler != "heun":
@@ -201,8 +204,7 @@ def generate(
     counts = draw_atom_counts(loaded, settings, generator, fragment)  # [B]
     batches = size_batches(counts, settings.batch_size)
     recorder = _ChainRecorder(chain_frames, batches) if chain_frames > 0 else None
-    bar = tqdm(total=len(batches) * settings.resolved_steps, desc=f"sampling ({settings.sampler})", unit="step",
-               disable=not progress)
+    bar = _progress_bar(settings, len(batches), progress)
     start = time.perf_counter()
     with bar, torch.inference_mode():
         molecules = _sample_batches(loaded, settings, counts, batches, generator, bar, recorder, fragment)
@@ -211,6 +213,15 @@ def generate(
     return Samples(molecules=molecules, settings=replace(settings, steps=settings.resolved_steps),
                    checkpoint=loaded.path, checkpoint_step=loaded.step, seconds=seconds, chain=chain,
                    compute=describe_compute(loaded.device, model_precision(loaded.model)), fragment=fragment)
+
+
+def _progress_bar(settings: SampleSettings, num_batches: int, progress: bool) -> tqdm:
+    """A bar over the network calls of every batch: a tick per step and per RePaint round trip (R + 1 per step)."""
+    calls = num_batches * settings.resolved_steps * (1 + settings.resample)
+    if not settings.resample:
+        return tqdm(total=calls, desc=f"sampling ({settings.sampler})", unit="step", disable=not progress)
+    return tqdm(total=calls, desc=f"sampling ({settings.sampler}, {settings.resample} round trips per step)",
+                unit="call", disable=not progress)
 
 
 def _sample_batches(
@@ -238,7 +249,8 @@ def _sample_batches(
                            steps=settings.resolved_steps, generator=generator, callback=hook, churn=settings.churn,
                            device=loaded.device)
         else:
-            batch = sample_around(loaded, fragment, counts[indices], settings, generator, hook)
+            batch = sample_around(loaded, fragment, counts[indices], settings, generator, hook,
+                                  on_round_trip=lambda: bar.update(1))
         for index, molecule in zip(indices.tolist(), batch.molecules()):
             molecules[index] = molecule
         bar.set_postfix(molecules=f"{sum(len(b) for b in batches[:number + 1])}/{len(counts)}")

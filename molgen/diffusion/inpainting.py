@@ -12,6 +12,7 @@ After EDM's final step the fixed atoms are overwritten exactly and the molecule 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
@@ -123,9 +124,10 @@ def repaint_hook(
     fixed: FixedAtoms,
     resample: int,
     generator: torch.Generator | None,
+    on_round_trip: Callable[[], None] | None = None,
 ) -> StepHook:
     """The step hook of inpainting: after EDM's step t -> s, put the fixed atoms back (`replace_fixed`), then R =
-    `resample` RePaint round trips: q(z_t | z_s), EDM's step again, the fixed atoms again."""
+    `resample` RePaint round trips: q(z_t | z_s), EDM's step again, the fixed atoms again (then `on_round_trip()`)."""
 
     def after_step(info: StepInfo) -> SamplerState:
         gamma_t, gamma_s = (schedule.gamma(torch.tensor(t, dtype=torch.float64, device=schedule.gamma_table.device))
@@ -136,6 +138,8 @@ def repaint_hook(
             where = f"step {info.step} of {info.num_steps} (t = {info.t_from:.4g}, round trip {trip})"
             z_x, z_h = ancestral_step(denoiser, state, info.t_from, gamma_t, gamma_s, generator, where)
             state = replace_fixed(SamplerState(z_x, z_h, state.layout), fixed, gamma_s, generator)
+            if on_round_trip is not None:
+                on_round_trip()
         return state
 
     return after_step
@@ -152,6 +156,7 @@ def sample_inpainting(
     rotate: bool = False,
     generator: torch.Generator | None = None,
     callback: StepHook | None = None,
+    on_round_trip: Callable[[], None] | None = None,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
 ) -> MoleculeBatch:
@@ -173,5 +178,5 @@ def sample_inpainting(
     grid = ancestral_grid(schedule.timesteps, DEFAULT_STEPS["ancestral"] if steps is None else steps)  # [S + 1]
     gamma_T = schedule.gamma_at(grid[:1].to(schedule.gamma_table.device)).cpu()[0]  # [] float64
     start = replace_fixed(initial_state(layout, generator, dtype, device), fixed, gamma_T, generator)
-    hook = chain_hooks(repaint_hook(denoiser, schedule, fixed, resample, generator), callback)
+    hook = chain_hooks(repaint_hook(denoiser, schedule, fixed, resample, generator, on_round_trip), callback)
     return to_fragment_frame(sample_ancestral(denoiser, schedule, start, grid, generator, hook), fixed)

@@ -115,3 +115,19 @@ def test_impossible_requests_raise(schedule, counts, resample, message):
     with pytest.raises(ValueError, match=message):
         sample_inpainting(EquivariantDenoiser().float(), schedule, fragment, torch.tensor(counts), steps=2,
                           resample=resample)
+
+
+def test_round_trips_are_reported_one_network_call_each(schedule):
+    """`on_round_trip` ticks after each of the R round trips of every step: with a tick per step, a progress bar
+    counts every network call but the final one, so its estimate holds whatever R is."""
+    inner, calls, steps, trips = EquivariantDenoiser().float(), [], [], []
+
+    def counting(*inputs):
+        calls.append(1)
+        return inner(*inputs)
+
+    fragment = Fragment(torch.tensor([[0.0, 0.0, 0.0], [1.4, 0.0, 0.0]]), torch.tensor([1, 1]))
+    sample_inpainting(counting, schedule, fragment, torch.tensor([4, 5]), steps=6, resample=3,
+                      callback=lambda info: steps.append(info.step), on_round_trip=lambda: trips.append(len(steps)))
+    assert len(steps) == 6 and len(trips) == 3 * 6 and len(calls) == len(steps) + len(trips) + 1
+    assert trips == [step for step in range(6) for _ in range(3)]  # each step's round trips come before its callback

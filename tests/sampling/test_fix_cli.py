@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,11 +12,12 @@ import torch
 
 from molgen.checkpoint import SHIPPED_CHECKPOINT
 from molgen.chem.io import read_molecules, write_xyz
+from molgen.choices import MAX_RESAMPLE
 from molgen.cli import main
 from molgen.diffusion import NodeCountDistribution
 from molgen.diffusion.samplers import atom_counts
 from molgen.errors import MolgenError
-from molgen.fragment import load_fragment
+from molgen.fragment import Fragment, fragment_warnings, load_fragment
 from molgen.sampling import sample_molecules
 
 pytestmark = pytest.mark.skipif(not SHIPPED_CHECKPOINT.is_file(), reason="the shipped checkpoint is missing")
@@ -36,12 +39,13 @@ def _one_line_error(capsys) -> str:
     return err
 
 
-def test_sample_fix_writes_molecules_around_the_fragment(fragment_file, tmp_path, capsys):
+def test_sample_fix_writes_molecules_around_the_fragment(fragment_file, tmp_path, capsys, caplog):
     out = tmp_path / "out"
     args = ["sample", "--fix", str(fragment_file), "-n", "3", "--num-atoms", "9", "--resample", "1", "--steps", "3",
             "--out", str(out), "--no-progress", "--seed", "1"]
     assert main(args) == 0
     capsys.readouterr()
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]  # a sound fragment: no warning
     for name in ("molecules.xyz", "molecules.sdf"):
         molecules = read_molecules(out / name)
         assert len(molecules) == 3
@@ -83,6 +87,7 @@ def _write(path, text: str):
     ("num_atoms", "--num-atoms 3 must exceed the fragment's 3 atoms"),
     ("heun", "needs the ancestral sampler"),
     ("resample_alone", "--resample applies only"),
+    ("resample_too_many", f"--resample must lie in 0..{MAX_RESAMPLE} round trips per step, got 1000000000"),
 ])
 def test_bad_fragment_requests_are_one_line_errors(case, message, fragment_file, tmp_path, capsys):
     files = {
@@ -93,7 +98,8 @@ def test_bad_fragment_requests_are_one_line_errors(case, message, fragment_file,
         "too_large": lambda: _write(tmp_path / "x.xyz", "30\n\n" + "".join(f"C {i} 0 0\n" for i in range(30))),
     }
     fragment = files[case]() if case in files else fragment_file
-    extra = {"num_atoms": ["--num-atoms", "3"], "heun": ["--sampler", "heun"]}.get(case, [])
+    extra = {"num_atoms": ["--num-atoms", "3"], "heun": ["--sampler", "heun"],
+             "resample_too_many": ["--resample", "1000000000"]}.get(case, [])
     out = tmp_path / "out"
     fix = [] if case == "resample_alone" else ["--fix", str(fragment)]
     argv = ["sample", *fix, *extra, "--steps", "2", "--out", str(out), "--no-progress"]
@@ -109,3 +115,78 @@ def test_api_rejects_bad_molecules():
         load_fragment((np.full((1, 3), np.nan), [1]))
     with pytest.raises(MolgenError, match="2 positions but 1 atom types"):
         load_fragment((np.zeros((2, 3)), [1]))
+
+
+def _fragment(positions, symbols) -> Fragment:
+    return load_fragment((np.asarray(positions, dtype=float), symbols))
+
+
+@pytest.mark.parametrize(("positions", "symbols", "expected"), [
+    (FRAGMENT[0], ["C", "C", "O"], []),
+    ([[0, 0, 0]], ["C"], []),
+    ([[0, 0, 0], [0.1, 0, 0], [1.4, 0, 0], [1.4, 0.3, 0]], ["C", "C", "O", "H"],
+     ["the fragment's atoms 1 (C) and 2 (C) are 0.100 Å apart, closer than 0.5 Å: overlapping atoms (2 such pairs)"]),
+    ([[0, 0, 0], [0.74, 0, 0]], ["H", "H"], ["the fragment has no heavy atom, only hydrogen"]),
+    ([[0, 0, 0]], ["H"], ["the fragment has no heavy atom, only hydrogen"]),
+    (100 * FRAGMENT[0], ["C", "C", "O"],
+     ["no two of the fragment's 3 atoms are within bonding distance (the closest are 133 Å apart): are its "
+      "coordinates in Å?"]),
+    ([[0, 0, 0], [1.7, 0, 0]], ["C", "C"], ["no two of the fragment's 2 atoms are within bonding distance (the "
+                                            "closest are 1.7 Å apart): are its coordinates in Å?"]),  # C-C < 1.64 Å
+    ([[0, 0, 0], [0, 0, 90]], ["H", "H"], ["the fragment has no heavy atom, only hydrogen",
+                                           "no two of the fragment's 2 atoms are within bonding distance (the "
+                                           "closest are 90 Å apart): are its coordinates in Å?"]),
+])
+def test_fragment_warnings_name_each_fault(positions, symbols, expected):
+    assert fragment_warnings(_fragment(positions, symbols)) == expected
+
+
+def test_a_fragment_in_pm_warns_and_sampling_goes_on(tmp_path, capsys, caplog):
+    path = tmp_path / "pm.xyz"
+    write_xyz(path, [(100 * FRAGMENT[0], FRAGMENT[1])])  # the unit mistake of the report: coordinates x 100
+    out = tmp_path / "out"
+    assert main(["sample", "--fix", str(path), "-n", "1", "--steps", "1", "--grid", "0", "--out", str(out),
+                 "--no-progress"]) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["no two of the fragment's 3 atoms are within bonding distance (the closest are 133 Å apart): "
+                        "are its coordinates in Å?"]
+    assert "valid:" in capsys.readouterr().out and len(read_molecules(out / "molecules.xyz")) == 1
+
+
+def test_help_names_the_resample_maximum(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["sample", "--help"])
+    assert exit_.value.code == 0
+    assert f"at most {MAX_RESAMPLE})" in " ".join(capsys.readouterr().out.split())
+
+
+def test_the_progress_bar_counts_every_round_trip(monkeypatch):
+    """The bar's total is (R + 1) network calls per step and batch, and sampling ticks it exactly that often."""
+    import molgen.sampling
+
+    bars = []
+
+    class Recording(molgen.sampling.tqdm):
+        def close(self):  # tqdm closes on leaving the `with` and again when collected
+            bars.append((self.total, self.n, self.unit))
+            super().close()
+
+    monkeypatch.setattr(molgen.sampling, "tqdm", Recording)
+    sample_molecules(num_molecules=3, batch_size=2, steps=4, resample=2, device="cpu", progress=True,
+                     fixed=(FRAGMENT[0], ["C", "C", "O"]))
+    assert set(bars) == {(2 * 4 * 3, 2 * 4 * 3, "call")}  # 2 batches, 4 steps, R + 1 = 3 network calls per step
+
+
+@pytest.mark.slow
+def test_warnings_are_one_stderr_line_each(tmp_path):
+    path = tmp_path / "hydrogens.xyz"
+    write_xyz(path, [(np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 90.0]]), np.array([0, 0]))])
+    command = [sys.executable, "-m", "molgen", "sample", "--fix", str(path), "-n", "1", "--steps", "1", "--grid", "0",
+               "--out", str(tmp_path / "out"), "--no-progress", "--device", "cpu"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("WARNING:")] == [
+        "WARNING: the fragment has no heavy atom, only hydrogen",
+        "WARNING: no two of the fragment's 2 atoms are within bonding distance (the closest are 90 Å apart): are its "
+        "coordinates in Å?"]
+    assert (tmp_path / "out" / "molecules.xyz").is_file()
