@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from molgen.batch import Molecule, size_batches
 from molgen.checkpoint import LoadedModel, load_model, resolve_checkpoint
-from molgen.choices import MAX_RESAMPLE
+from molgen.choices import MAX_RESAMPLE, seed_problem
 from molgen.device import resolve_device
 from molgen.diffusion.process import state_to_batch
 from molgen.diffusion.samplers import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS, atom_counts, sample
@@ -84,6 +84,8 @@ class SampleSettings:
             raise MolgenError(f"churn must be a finite number >= 0, got {self.churn}")
         if self.churn and self.sampler != "heun":
             raise MolgenError(f"churn applies to the heun sampler only, not {self.sampler}")
+        if seed_problem(self.seed) is not None:
+            raise MolgenError(seed_problem(self.seed))
         check_precision(self.precision)
         if self.threads is not None and self.threads < 1:
             raise MolgenError(f"the thread count must be at least 1, got {self.threads}")
