@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from molgen.choices import DEFAULT_SAMPLER, DEFAULT_STEPS, MAX_RESAMPLE, PRECISIONS, SAMPLERS, seed_problem
+from molgen.choices import DEFAULT_SAMPLER, DEFAULT_STEPS, MAX_RESAMPLE, PRECISIONS, SAMPLER_TABLE, SAMPLERS, seed_problem
 from molgen.cli_help import HelpFormatter
 from molgen.errors import DataError
 from molgen.outputs import writing
@@ -53,13 +53,15 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, count_flag: str, cou
     parser.add_argument("-n", count_flag, type=_positive, default=count_default, dest="num_molecules",
                         help="number of molecules to sample")
     parser.add_argument("--sampler", choices=SAMPLERS, default=DEFAULT_SAMPLER,
-                        help="ancestral: EDM's sampler (--steps 1000 is EDM's protocol, fewer steps stride its grid); "
-                             "heun: Heun's method on the probability-flow ODE (2 network calls per step)")
+                        help="; ".join(f"{name}: {spec.summary} ({spec.calls_per_step} network call"
+                                       f"{'s' if spec.calls_per_step > 1 else ''} per step)"
+                                       for name, spec in SAMPLER_TABLE.items()))
     parser.add_argument("--steps", type=_positive, default=None,
                         help="sampler steps (default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items())
                              + ")")
     parser.add_argument("--churn", type=float, default=0.0,
-                        help="heun only: Karras et al.'s stochastic churn S_churn (0: the deterministic ODE)")
+                        help=f"{_samplers_with('churn')} only: Karras et al.'s stochastic churn S_churn (0: the "
+                             "deterministic ODE)")
     parser.add_argument("--seed", type=_seed, default=0,
                         help="random seed, 0 to 2**64 - 1 (same seed and batch size: same molecules)")
     parser.add_argument("--batch-size", type=_positive, default=100, help="molecules per network call")
@@ -96,10 +98,16 @@ def add_sample_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--fix", type=Path, default=None, metavar="FRAGMENT",
                         help="grow every molecule around this fragment (.xyz or .sdf, one molecule): its atoms come "
                              "first, in its order and coordinate frame; the atom count is drawn from the training "
-                             "histogram above the fragment's size unless --num-atoms is given (ancestral sampler only)")
+                             f"histogram above the fragment's size unless --num-atoms is given ({_samplers_with('fix')}"
+                             " sampler only)")
     parser.add_argument("--resample", type=_non_negative, default=0,
                         help="with --fix: RePaint round trips per step (each costs one more network call per step; "
                              f"at most {MAX_RESAMPLE})")
+
+
+def _samplers_with(capability: str) -> str:
+    """The names of the samplers whose table entry has `capability` (a SamplerSpec flag), as words."""
+    return " or ".join(name for name, spec in SAMPLER_TABLE.items() if getattr(spec, capability))
 
 
 def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:

@@ -82,7 +82,9 @@ def test_help_shows_each_default_once(monkeypatch, capsys):
         assert "(default: None)" not in texts[command] and "%%" not in texts[command], command
         assert not [line for line in texts[command].splitlines() if line.count("default") > 1], command
     assert "95% confidence intervals" in texts["evaluate"]
-    assert "(default: ancestral 100, heun 20)" in texts["sample"]
+    assert "(default: ancestral 100, heun 20, dpmpp2m 50)" in texts["sample"]
+    assert "dpmpp2m: DPM-Solver++(2M) on the probability-flow ODE" in texts["sample"]
+    assert "heun only: Karras" in texts["sample"] and "(ancestral sampler only)" in texts["sample"]
 
 
 def test_sdf_with_fewer_atoms_than_its_counts_line_names_the_atom_count(tmp_path, capsys):

@@ -19,21 +19,24 @@ from molgen.diffusion.process import (
     sample_noise,
     state_to_batch,
 )
-from molgen.diffusion.heun import karras_sigmas, sample_heun, snap_to_table
-from molgen.diffusion.samplers import (
-    DEFAULT_SAMPLER,
-    DEFAULT_STEPS,
-    SAMPLERS,
-    ancestral_grid,
-    atom_counts,
-    sample,
-    sample_ancestral,
+from molgen.diffusion.dpmpp2m import logsnr_grid, sample_dpmpp2m
+from molgen.diffusion.heun import karras_grid, karras_sigmas, sample_heun, snap_to_table
+from molgen.diffusion.samplers import ancestral_grid, atom_counts, sample, sample_ancestral, strided_grid
+from molgen.diffusion.schedule import NoiseSchedule, PolynomialSchedule, polynomial_2_gamma, to_ve, to_vp
+from molgen.diffusion.steps import (
+    EpsModel,
+    EpsModifier,
+    SamplerState,
+    StepHook,
+    StepInfo,
+    chain_hooks,
+    final_step,
+    initial_state,
 )
-from molgen.diffusion.schedule import NoiseSchedule, PolynomialSchedule, polynomial_2_gamma
-from molgen.diffusion.steps import SamplerState, StepHook, StepInfo, chain_hooks, final_step, initial_state
 
 __all__ = [
-    "DEFAULT_SAMPLER", "DEFAULT_STEPS", "SAMPLERS", "StepHook", "atom_counts", "chain_hooks",
+    "EpsModel", "EpsModifier", "StepHook", "atom_counts", "chain_hooks", "karras_grid", "logsnr_grid",
+    "sample_dpmpp2m", "strided_grid", "to_ve", "to_vp",
     "NORM_VALUES", "NUM_TYPES", "STATE_DIM", "Denoiser", "DiffusionLoss", "LikelihoodError",
     "NLLEstimate", "NLLTerms", "NodeCountDistribution", "NoiseSchedule", "PolynomialSchedule", "SamplerState",
     "SamplingError", "StepInfo", "ancestral_grid", "batch_to_state", "diffusion_loss", "evaluate_nll",

@@ -12,7 +12,7 @@ After EDM's final step the fixed atoms are overwritten exactly and the molecule 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -20,9 +20,10 @@ from torch import Tensor
 
 from molgen.batch import MoleculeBatch, MoleculeLayout
 from molgen.diffusion.process import Denoiser, batch_to_state, sample_noise
-from molgen.diffusion.samplers import DEFAULT_STEPS, ancestral_grid, ancestral_step, sample_ancestral
+from molgen.choices import SAMPLER_TABLE
+from molgen.diffusion.samplers import ancestral_grid, ancestral_step, sample_ancestral
 from molgen.diffusion.schedule import NoiseSchedule, alpha, alpha_t_given_s, sigma, sigma2_t_given_s
-from molgen.diffusion.steps import SamplerState, StepHook, StepInfo, chain_hooks, initial_state
+from molgen.diffusion.steps import EpsModel, EpsModifier, SamplerState, StepHook, StepInfo, chain_hooks, initial_state
 from molgen.elements import ATOMIC_NUMBERS
 from molgen.geometry.centroid import remove_centroid
 from molgen.geometry.rotations import random_rotations
@@ -119,15 +120,17 @@ def to_fragment_frame(batch: MoleculeBatch, fixed: FixedAtoms) -> MoleculeBatch:
 
 
 def repaint_hook(
-    denoiser: Denoiser,
-    schedule: NoiseSchedule,
+    model: EpsModel,
     fixed: FixedAtoms,
     resample: int,
     generator: torch.Generator | None,
     on_round_trip: Callable[[], None] | None = None,
+    modifiers: Sequence[EpsModifier] = (),
 ) -> StepHook:
     """The step hook of inpainting: after EDM's step t -> s, put the fixed atoms back (`replace_fixed`), then R =
     `resample` RePaint round trips: q(z_t | z_s), EDM's step again, the fixed atoms again (then `on_round_trip()`)."""
+
+    schedule = model.schedule
 
     def after_step(info: StepInfo) -> SamplerState:
         gamma_t, gamma_s = (schedule.gamma(torch.tensor(t, dtype=torch.float64, device=schedule.gamma_table.device))
@@ -136,7 +139,7 @@ def repaint_hook(
         for trip in range(1, resample + 1):
             state = renoise(state, gamma_t, gamma_s, generator)
             where = f"step {info.step} of {info.num_steps} (t = {info.t_from:.4g}, round trip {trip})"
-            z_x, z_h = ancestral_step(denoiser, state, info.t_from, gamma_t, gamma_s, generator, where)
+            z_x, z_h = ancestral_step(model, state, info.t_from, gamma_t, gamma_s, generator, where, modifiers)
             state = replace_fixed(SamplerState(z_x, z_h, state.layout), fixed, gamma_s, generator)
             if on_round_trip is not None:
                 on_round_trip()
@@ -157,14 +160,15 @@ def sample_inpainting(
     generator: torch.Generator | None = None,
     callback: StepHook | None = None,
     on_round_trip: Callable[[], None] | None = None,
+    modifiers: Sequence[EpsModifier] = (),
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
 ) -> MoleculeBatch:
     """Molecules of num_atoms [B] atoms (each > K) whose first K atoms are the fragment, in the fragment's frame.
 
-    EDM's ancestral sampler on `ancestral_grid(T, steps)` (default DEFAULT_STEPS) with `repaint_hook` after every
-    step (the fixed atoms replaced, R = `resample` RePaint round trips): (R + 1) * steps + 1 network evaluations;
-    `callback` runs after it. rotate=True turns the fragment by a random rotation per molecule (for a denoiser
+    EDM's ancestral sampler on `ancestral_grid(T, steps)` (default: its table's steps) with `repaint_hook` after
+    every step (the fixed atoms replaced, R = `resample` RePaint round trips): (R + 1) * steps + 1 network
+    evaluations, each prediction changed by the ε-modifiers in order; `callback` runs after it. rotate=True turns the fragment by a random rotation per molecule (for a denoiser
     that is only approximately equivariant) and turns the result back. Every random draw uses `generator`: the
     same seed, the same molecules.
     """
@@ -175,8 +179,10 @@ def sample_inpainting(
     eye = torch.eye(3, dtype=torch.float64, device=device).expand(layout.num_molecules, 3, 3)  # [B, 3, 3]
     rotation = random_rotations(layout.num_molecules, generator, torch.float64, device) if rotate else eye
     fixed = lay_out_fragment(fragment, layout, rotation, dtype, device)
-    grid = ancestral_grid(schedule.timesteps, DEFAULT_STEPS["ancestral"] if steps is None else steps)  # [S + 1]
+    steps = SAMPLER_TABLE["ancestral"].default_steps if steps is None else steps
+    grid = ancestral_grid(schedule.timesteps, steps)  # [S + 1]
     gamma_T = schedule.gamma_at(grid[:1].to(schedule.gamma_table.device)).cpu()[0]  # [] float64
     start = replace_fixed(initial_state(layout, generator, dtype, device), fixed, gamma_T, generator)
-    hook = chain_hooks(repaint_hook(denoiser, schedule, fixed, resample, generator, on_round_trip), callback)
-    return to_fragment_frame(sample_ancestral(denoiser, schedule, start, grid, generator, hook), fixed)
+    model = EpsModel(denoiser, schedule)
+    hook = chain_hooks(repaint_hook(model, fixed, resample, generator, on_round_trip, modifiers), callback)
+    return to_fragment_frame(sample_ancestral(model, start, grid, generator, hook, modifiers), fixed)

@@ -17,10 +17,9 @@ from torch import Tensor
 from molgen.batch import MoleculeBatch, MoleculeLayout
 from molgen.diffusion.discrete import neg_log_p_charge_given_z0, neg_log_p_one_hot_given_z0
 from molgen.diffusion.schedule import NoiseSchedule, alpha, sigma
-from molgen.elements import ELEMENTS, NUM_FEATURES
+from molgen.elements import ELEMENTS, NORM_VALUES, NUM_FEATURES
 from molgen.geometry.centroid import remove_centroid
 
-NORM_VALUES: tuple[float, float, float] = (1.0, 4.0, 10.0)  # x / 1, one-hot / 4, charge / 10 (EDM's QM9 setting)
 NUM_TYPES = len(ELEMENTS)  # 5 one-hot channels
 STATE_DIM = 3 + NUM_FEATURES  # 9 channels per atom
 

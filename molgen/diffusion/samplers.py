@@ -1,46 +1,44 @@
-"""Samplers for an EDM model, k-diffusion style: free functions (denoiser, schedule, start, grid, generator, hook).
+"""Samplers for an EDM model, k-diffusion style: free functions with one signature,
+`sample_x(model, start, grid, generator, callback, modifiers, **options) -> MoleculeBatch`, found by name in the
+sampler table (`molgen.choices.SAMPLER_TABLE`, free of torch) with the function making their time grid.
 
 - `sample_ancestral`: EDM's ancestral sampler p(z_s | z_t) (Hoogeboom et al. 2022, Alg. 2) on a decreasing grid of
-  integer steps: all T steps (EDM), or a strided subset (`ancestral_grid`); the t|s quantities between
+  integer steps: all T steps (EDM), or a strided subset (`strided_grid`); the t|s quantities between
   non-adjacent steps follow the same formulas.
 - `sample_heun` (`molgen.diffusion.heun`): Heun's method on the probability-flow ODE in the variance-exploding view
   (Karras et al. 2022, Alg. 2), on a Karras grid of sigma_ve = exp(gamma / 2), deterministic or with churn.
-Both end with EDM's final step at t = 0 and return a `MoleculeBatch`; `sample` wires node counts, grids and start.
-After every step a hook (`molgen.diffusion.steps.StepHook`) sees the state reached and may return a changed one (a
-progress bar returns nothing; inpainting puts the fixed atoms back). "sigma" is the VP noise level sigma_t
-throughout; the VE level sigma_t / alpha_t = exp(gamma_t / 2) is "sigma_ve".
-The sampler names and their default step counts (`SAMPLERS`, `DEFAULT_SAMPLER`, `DEFAULT_STEPS`) live in
-`molgen.choices` (free of torch, for the command line's help).
+- `sample_dpmpp2m` (`molgen.diffusion.dpmpp2m`): DPM-Solver++(2M) (Lu et al. 2022) on a logSNR-uniform grid.
+All end with EDM's final step and return a `MoleculeBatch`; `sample` wires node counts, grids and start.
+The model is the denoiser wrapped once (`molgen.diffusion.steps.EpsModel`); the ε-modifiers change its prediction
+before every step, in order. After every step a hook (`molgen.diffusion.steps.StepHook`) sees the state reached and
+may return a changed one (a progress bar returns nothing; inpainting puts the fixed atoms back). "sigma" is the VP
+noise level sigma_t throughout; the VE level sigma_t / alpha_t = exp(gamma_t / 2) is "sigma_ve".
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from torch import Tensor
 
 from molgen.batch import MoleculeBatch, MoleculeLayout
-from molgen.choices import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS, SamplerName
-from molgen.diffusion.heun import DEFAULT_RHO, karras_sigmas, sample_heun, snap_to_table
+from molgen.choices import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLER_TABLE, SAMPLERS, SamplerName, sampler_spec  # noqa: F401
 from molgen.diffusion.nodes import NodeCountDistribution
 from molgen.diffusion.process import Denoiser, sample_noise
 from molgen.diffusion.schedule import NoiseSchedule, alpha_t_given_s, sigma, sigma2_t_given_s, sigma_ve
 from molgen.diffusion.steps import (
+    EpsModel,
+    EpsModifier,
     SamplerState,
     StepHook,
     StepInfo,
     call_hook,
     final_step,
     initial_state,
-    predict_eps,
     recentre_and_check,
 )
-
-
-TimeMapping = Literal["interpolate", "nearest"]
 
 
 def ancestral_grid(timesteps: int, steps: int) -> Tensor:
@@ -50,13 +48,18 @@ def ancestral_grid(timesteps: int, steps: int) -> Tensor:
     return torch.linspace(timesteps, 0, steps + 1, dtype=torch.float64).round().long()  # [steps + 1]
 
 
+def strided_grid(schedule: NoiseSchedule, steps: int) -> Tensor:
+    """The ancestral sampler's grid on a schedule: `ancestral_grid(T, steps)`, int64 [steps + 1]."""
+    return ancestral_grid(schedule.timesteps, steps)
+
+
 def sample_ancestral(
-    denoiser: Denoiser,
-    schedule: NoiseSchedule,
+    model: EpsModel,
     start: SamplerState,
     grid: Tensor,
     generator: torch.Generator | None = None,
     callback: StepHook | None = None,
+    modifiers: Sequence[EpsModifier] = (),
 ) -> MoleculeBatch:
     """EDM's ancestral sampler (Alg. 2) from z at grid[0] down the integer grid to 0, then EDM's final step.
 
@@ -64,7 +67,7 @@ def sample_ancestral(
     + sigma_{t|s} sigma_s / sigma_t * eps, eps with zero-centroid positions. `callback` may replace each z_s.
     Shapes: grid int [K + 1], decreasing, ending at 0.
     """
-    grid = grid.long().cpu()
+    schedule, grid = model.schedule, grid.long().cpu()
     _check_ancestral_grid(grid, schedule.timesteps)
     gamma = schedule.gamma_at(grid.to(schedule.gamma_table.device)).cpu()  # [K + 1] float64
     state = start
@@ -72,20 +75,21 @@ def sample_ancestral(
     for i in range(num_steps):
         t, s = float(grid[i]) / schedule.timesteps, float(grid[i + 1]) / schedule.timesteps
         where = f"step {i} of {num_steps} (t = {t:.4g})"
-        z_x, z_h = ancestral_step(denoiser, state, t, gamma[i], gamma[i + 1], generator, where)
+        z_x, z_h = ancestral_step(model, state, t, gamma[i], gamma[i + 1], generator, where, modifiers)
         info = StepInfo(i, num_steps, t, s, float(sigma_ve(gamma[i + 1])), z_x, z_h, state.layout)
         state = call_hook(callback, info) or info.state
-    return final_step(denoiser, schedule, state, generator)
+    return final_step(model, state, generator, modifiers=modifiers)
 
 
 def ancestral_step(
-    denoiser: Denoiser,
+    model: EpsModel,
     state: SamplerState,
     t: float,
     gamma_t: Tensor,
     gamma_s: Tensor,
     generator: torch.Generator | None = None,
     where: str = "a step",
+    modifiers: Sequence[EpsModifier] = (),
 ) -> tuple[Tensor, Tensor]:
     """One draw from EDM's p(z_s | z_t) (Alg. 2), s < t, positions re-centred; -> z_s as (z_x [M, 3], z_h [M, 6]).
 
@@ -95,7 +99,7 @@ def ancestral_step(
     sigma2_ts = float(sigma2_t_given_s(gamma_t, gamma_s))
     sigma_t, sigma_s = float(sigma(gamma_t)), float(sigma(gamma_s))
     z_x, z_h, layout = state.z_x, state.z_h, state.layout
-    eps_hat_x, eps_hat_h = predict_eps(denoiser, z_x, z_h, t, layout, where)  # [M, 3], [M, 6]
+    eps_hat_x, eps_hat_h = model.eps(z_x, z_h, t, layout, where, modifiers)  # [M, 3], [M, 6]
     eps_x, eps_h = sample_noise(layout, z_x.dtype, z_x.device, generator)  # [M, 3], [M, 6]
     coefficient = sigma2_ts / (alpha_ts * sigma_t)
     noise_scale = math.sqrt(sigma2_ts) * sigma_s / sigma_t
@@ -111,54 +115,36 @@ def sample(
     *,
     node_distribution: NodeCountDistribution | None = None,
     num_molecules: int | None = None,
-    sampler: SamplerName = DEFAULT_SAMPLER,
+    sampler: str = DEFAULT_SAMPLER,
     steps: int | None = None,
     generator: torch.Generator | None = None,
     callback: StepHook | None = None,
+    modifiers: Sequence[EpsModifier] = (),
     churn: float = 0.0,
-    rho: float = DEFAULT_RHO,
-    sigma_max: float | None = None,
-    sigma_min: float | None = None,
-    t_mapping: TimeMapping = "interpolate",
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
 ) -> MoleculeBatch:
-    """Sample molecules from an EDM model.
+    """Sample molecules from an EDM model with the sampler of that name in `SAMPLER_TABLE`.
 
     Atom counts: `num_atoms` [B] as given (each must be supported by `node_distribution` when one is given), or
-    `num_molecules` counts drawn from `node_distribution` (`atom_counts`). Steps default to DEFAULT_STEPS.
-    Samplers:
-      "ancestral": EDM's sampler on `ancestral_grid(T, steps)` (EDM's protocol: steps = T, all 1000 steps);
-        network evaluations = steps + 1.
-      "heun": `sample_heun` on `karras_sigmas(sigma_min, sigma_max, steps, rho)`;
-        sigma_max / sigma_min default to the schedule's sigma_ve at t = T / t = 0; network evaluations =
-        2 * steps + 1. t_mapping="interpolate" feeds the network the interpolated time of each sigma;
-        "nearest" first snaps the grid to the schedule's T + 1 points (so the network only sees times it was
-        trained at; repeated points are dropped).
-    Every random draw (counts, z_T, step noise) uses `generator`, which must live on `device` (default: the
-    schedule's device): the same seed gives identical molecules.
+    `num_molecules` counts drawn from `node_distribution` (`atom_counts`). The sampler runs on its table's grid of
+    `steps` steps (default: the table's), from z_T ~ N(0, I), with the ε-modifiers applied before every step, in
+    order; network evaluations: `SAMPLER_TABLE[sampler].network_calls(steps)` (ancestral with steps = T = 1000 is
+    EDM's protocol). `churn` is given to the samplers that take it (heun). Every random draw (counts, z_T, step
+    noise) uses `generator`, which must live on `device` (default: the schedule's device): the same seed gives
+    identical molecules.
     """
+    spec = sampler_spec(sampler)
+    if churn and not spec.churn:
+        raise ValueError(f"churn applies to the {', '.join(n for n, s in SAMPLER_TABLE.items() if s.churn)} sampler "
+                         f"only, not {sampler}")
     device = torch.device(device) if device is not None else schedule.gamma_table.device
     counts = atom_counts(node_distribution, num_molecules, generator, num_atoms=num_atoms)  # [B]
     layout = MoleculeLayout.from_num_atoms(counts.to(device))
     start = initial_state(layout, generator, dtype, device)
-    if sampler == "ancestral":
-        grid = ancestral_grid(schedule.timesteps, DEFAULT_STEPS[sampler] if steps is None else steps)  # [K + 1]
-        return sample_ancestral(denoiser, schedule, start, grid, generator, callback)
-    if sampler == "heun":
-        table_sigmas = sigma_ve(schedule.gamma_table[[0, -1]].cpu())  # [2]
-        sigmas = karras_sigmas(
-            float(table_sigmas[0]) if sigma_min is None else sigma_min,
-            float(table_sigmas[1]) if sigma_max is None else sigma_max,
-            DEFAULT_STEPS[sampler] if steps is None else steps,
-            rho,
-        )  # [K + 1]
-        if t_mapping == "nearest":
-            sigmas = snap_to_table(schedule, sigmas)
-        elif t_mapping != "interpolate":
-            raise ValueError(f"t_mapping must be 'interpolate' or 'nearest', got {t_mapping!r}")
-        return sample_heun(denoiser, schedule, start, sigmas, generator, callback, churn=churn)
-    raise ValueError(f"sampler must be 'ancestral' or 'heun', got {sampler!r}")
+    grid = spec.load_grid()(schedule, spec.default_steps if steps is None else steps)  # [K + 1]
+    options = {"churn": churn} if spec.churn else {}
+    return spec.load()(EpsModel(denoiser, schedule), start, grid, generator, callback, modifiers, **options)
 
 
 def atom_counts(

@@ -4,6 +4,10 @@ z_t = alpha_t * x + sigma_t * eps with alpha_t^2 = sigmoid(-gamma_t), sigma_t^2 
 SNR_t = alpha_t^2 / sigma_t^2 = exp(-gamma_t). The table gamma[0..T] is indexed by the integer time step;
 a continuous time t in [0, 1] maps to round(t * T) as in EDM (`gamma`), or to a linear interpolation of the
 table (`gamma_continuous`, the inverse of `t_from_gamma`, used by the few-step samplers).
+
+The variance-exploding view (Karras et al. 2022) of the same process: x_ve = z_t / alpha_t at the noise level
+sigma_ve = sigma_t / alpha_t = exp(gamma_t / 2), so alpha_t = 1 / sqrt(1 + sigma_ve^2) (`to_ve`, `to_vp`,
+`NoiseSchedule.t_from_sigma_ve`).
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from molgen.diffusion._float64 import Float64Buffers
+from molgen.elements import NORM_VALUES
 
 # EDM refuses a schedule whose sigma_0 is not small against the bins of the discrete features:
 # NUM_STDEVS * sigma_0 must stay below 1 / max(norm values) (check_issues_norm_values in EDM).
 NUM_STDEVS = 8.0
-MAX_NORM_VALUE = 10.0  # max(4, 10): the one-hot and charge scalings of `molgen.diffusion.process`
+MAX_NORM_VALUE = max(NORM_VALUES)  # the largest scaling of the discrete features (charge / 10)
 
 
 def polynomial_2_gamma(timesteps: int = 1000, precision: float = 1e-5) -> Tensor:
@@ -72,6 +77,16 @@ def SNR(gamma: Tensor) -> Tensor:  # noqa: N802 (the paper's name)
 def sigma_ve(gamma: Tensor) -> Tensor:
     """The variance-exploding noise level sigma / alpha = exp(gamma / 2) (Karras et al. 2022)."""
     return torch.exp(0.5 * gamma)
+
+
+def to_ve(z: Tensor, level: float) -> Tensor:
+    """The VE state x_ve = z / alpha = z sqrt(1 + level^2) of a VP state z [...] at the noise level sigma_ve = level."""
+    return z * math.sqrt(1 + level**2)
+
+
+def to_vp(x_ve: Tensor, level: float) -> Tensor:
+    """The VP state z = alpha x_ve = x_ve / sqrt(1 + level^2) of a VE state x_ve [...] at sigma_ve = level."""
+    return x_ve * (1 / math.sqrt(1 + level**2))
 
 
 def log_alpha2_t_given_s(gamma_t: Tensor, gamma_s: Tensor) -> Tensor:
@@ -156,6 +171,11 @@ class NoiseSchedule(Float64Buffers):
         gamma_lower, gamma_upper = self.gamma_table[upper - 1], self.gamma_table[upper]  # [...]
         fraction = (gamma - gamma_lower) / (gamma_upper - gamma_lower)  # [...]
         return (upper - 1 + fraction) / self.timesteps
+
+    def t_from_sigma_ve(self, sigma_ve: float) -> float:
+        """The time t in [0, 1] whose interpolated gamma is 2 log sigma_ve (the inverse of sigma_ve at t)."""
+        gamma = torch.tensor(2 * math.log(sigma_ve), dtype=torch.float64, device=self.gamma_table.device)
+        return float(self.t_from_gamma(gamma))
 
     def extra_repr(self) -> str:
         gamma_0, gamma_T = float(self.gamma_table[0]), float(self.gamma_table[-1])

@@ -1,5 +1,6 @@
 """The pieces every sampler shares: the sampler state, what a step hook sees and may change, the start z_T ~ N(0, I),
-the network call with its NaN check, and EDM's final step p(x, h | z_0) (Hoogeboom et al. 2022, Alg. 2).
+the ε-model the samplers call (the network with its NaN check, then the ε-modifiers) and EDM's final step
+p(x, h | z_0) (Hoogeboom et al. 2022, Alg. 2).
 
 The state is kept in the VP scale z = [z_x, z_h]; positions are re-centred after every step, and NaN or inf in the
 state or the network output raises `SamplingError` naming the step.
@@ -7,7 +8,7 @@ state or the network output raises `SamplingError` naming the step.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -16,7 +17,7 @@ from torch import Tensor
 from molgen.batch import MoleculeBatch, MoleculeLayout
 from molgen.diffusion.errors import SamplingError
 from molgen.diffusion.process import Denoiser, call_denoiser, sample_noise, state_to_batch
-from molgen.diffusion.schedule import NoiseSchedule, sigma, sigma_ve
+from molgen.diffusion.schedule import NoiseSchedule, alpha, sigma, sigma_ve
 from molgen.geometry.centroid import remove_centroid
 
 
@@ -95,39 +96,63 @@ def initial_state(
     return SamplerState(z_x=z_x, z_h=z_h, layout=layout)
 
 
+EpsModifier = Callable[[Tensor, Tensor, Tensor, MoleculeLayout], Tensor]
+"""modifier(eps [M, 9], z [M, 9], t [B], layout) -> eps [M, 9]: changes the prediction eps_hat = [eps_x, eps_h] at the
+state z = [z_x, z_h] and time t before a sampler's step (property guidance plugs in here)."""
+
+
+@dataclass(frozen=True)
+class EpsModel:
+    """The denoiser wrapped once, in the form the samplers need: eps_hat at one time t for every molecule."""
+
+    denoiser: Denoiser
+    schedule: NoiseSchedule
+
+    def eps(
+        self, z_x: Tensor, z_h: Tensor, t: float, layout: MoleculeLayout, where: str,
+        modifiers: Sequence[EpsModifier] = (),
+    ) -> tuple[Tensor, Tensor]:
+        """eps_hat (eps_x [M, 3], eps_h [M, 6]) from the denoiser at time t, then each modifier in order (their
+        position part projected to zero centroid); SamplingError if either holds NaN or inf."""
+        t_batch = torch.full((layout.num_molecules,), t, dtype=z_x.dtype, device=z_x.device)  # [B]
+        eps_hat_x, eps_hat_h = call_denoiser(self.denoiser, z_x, z_h, t_batch, layout)  # [M, 3], [M, 6]
+        if not (torch.isfinite(eps_hat_x).all() and torch.isfinite(eps_hat_h).all()):
+            raise SamplingError(f"the network output holds NaN or inf at {where}")
+        if not modifiers:
+            return eps_hat_x, eps_hat_h
+        z, eps = torch.cat([z_x, z_h], dim=1), torch.cat([eps_hat_x, eps_hat_h], dim=1)  # [M, 9], [M, 9]
+        for modifier in modifiers:
+            eps = modifier(eps, z, t_batch, layout)  # [M, 9]
+        if eps.shape != z.shape:
+            raise SamplingError(f"the ε-modifiers returned shape {tuple(eps.shape)}, not {tuple(z.shape)}, at {where}")
+        if not torch.isfinite(eps).all():
+            raise SamplingError(f"the ε-modifiers returned NaN or inf at {where}")
+        return remove_centroid(eps[:, :3], layout.batch, layout.num_molecules), eps[:, 3:]  # [M, 3], [M, 6]
+
+
 def final_step(
-    denoiser: Denoiser,
-    schedule: NoiseSchedule,
+    model: EpsModel,
     state: SamplerState,
     generator: torch.Generator | None = None,
     t: float = 0.0,
+    modifiers: Sequence[EpsModifier] = (),
 ) -> MoleculeBatch:
     """EDM's p(x, h | z_0): network at t = 0, x = (z_0 - sigma_0 eps_hat) / alpha_0 + exp(gamma_0 / 2) eps.
 
     eps has zero-centroid positions; atom type = argmax of the one-hot part of z_0 and charge = round(10 * charge
-    part of z_0), read from z_0 directly as EDM does (sample_p_xh_given_z0). A state at a later time t (a Heun grid
+    part of z_0), read from z_0 directly as EDM does (sample_p_xh_given_z0). A state at a later time t (a grid
     ending above the schedule's smallest sigma) uses gamma at t (interpolated) in the same formula.
     """
+    schedule = model.schedule
     gamma = schedule.gamma_continuous(torch.tensor(t, dtype=torch.float64, device=schedule.gamma_table.device)).cpu()
-    alpha_t, sigma_t = float(torch.sigmoid(-gamma).sqrt()), float(sigma(gamma))
+    alpha_t, sigma_t = float(alpha(gamma)), float(sigma(gamma))
     z_x, z_h, layout = state.z_x, state.z_h, state.layout
     where = f"the final step (t = {t:.4g})"
-    eps_hat_x, _ = predict_eps(denoiser, z_x, z_h, t, layout, where)  # [M, 3]
+    eps_hat_x, _ = model.eps(z_x, z_h, t, layout, where, modifiers)  # [M, 3]
     eps_x, _ = sample_noise(layout, z_x.dtype, z_x.device, generator)  # [M, 3]
     x = (z_x - sigma_t * eps_hat_x) / alpha_t + float(sigma_ve(gamma)) * eps_x  # [M, 3]
     x = recentre_and_check(x, z_h, layout, where)
     return state_to_batch(x, z_h, layout)
-
-
-def predict_eps(
-    denoiser: Denoiser, z_x: Tensor, z_h: Tensor, t: float, layout: MoleculeLayout, where: str
-) -> tuple[Tensor, Tensor]:
-    """eps_hat from the denoiser at time t for every molecule; SamplingError if it holds NaN or inf."""
-    t_batch = torch.full((layout.num_molecules,), t, dtype=z_x.dtype, device=z_x.device)  # [B]
-    eps_hat_x, eps_hat_h = call_denoiser(denoiser, z_x, z_h, t_batch, layout)  # [M, 3], [M, 6]
-    if not (torch.isfinite(eps_hat_x).all() and torch.isfinite(eps_hat_h).all()):
-        raise SamplingError(f"the network output holds NaN or inf at {where}")
-    return eps_hat_x, eps_hat_h
 
 
 def recentre_and_check(z_x: Tensor, z_h: Tensor, layout: MoleculeLayout, where: str) -> Tensor:

@@ -12,7 +12,7 @@ import math
 import torch
 
 from molgen.batch import MoleculeLayout
-from molgen.diffusion import PolynomialSchedule, SamplerState, final_step
+from molgen.diffusion import EpsModel, PolynomialSchedule, SamplerState, final_step
 
 PRECISION = 1e-5
 ALPHA_0, SIGMA_0 = math.sqrt(1 - PRECISION), math.sqrt(PRECISION)  # by hand, EDM's definitions
@@ -51,8 +51,8 @@ def test_final_step_mean_is_z0_minus_sigma0_eps_hat_over_alpha0():
     layout = MoleculeLayout.from_num_atoms(torch.tensor([3, 7, 5]))
     denoiser = _Scaled(100.0)
     first, second = _state(layout, 0), _state(layout, 1)
-    x1 = final_step(denoiser, schedule, first, torch.Generator().manual_seed(9)).x
-    x2 = final_step(denoiser, schedule, second, torch.Generator().manual_seed(9)).x
+    x1 = final_step(EpsModel(denoiser, schedule), first, torch.Generator().manual_seed(9)).x
+    x2 = final_step(EpsModel(denoiser, schedule), second, torch.Generator().manual_seed(9)).x
     expected = (1 - SIGMA_0 * denoiser.c) * (first.z_x - second.z_x) / ALPHA_0  # [M, 3]
     torch.testing.assert_close(x1 - x2, expected, rtol=0, atol=1e-10)
     assert all(torch.equal(t, torch.zeros(3, dtype=torch.float64)) for t in denoiser.times)
@@ -70,7 +70,7 @@ def test_final_step_decodes_the_features_from_z0_not_the_network():
     def misleading(z_x, z_h, t, layout):
         return torch.zeros_like(z_x), 100 * torch.randn_like(z_h)
 
-    batch = final_step(misleading, PolynomialSchedule(100), SamplerState(state.z_x, z_h, layout),
+    batch = final_step(EpsModel(misleading, PolynomialSchedule(100)), SamplerState(state.z_x, z_h, layout),
                        torch.Generator().manual_seed(0))
     assert batch.atom_type.tolist() == types.tolist()
     assert batch.charge.tolist() == [6, 1, 9, 8, 7]
@@ -91,7 +91,7 @@ def test_final_step_noise_spread_is_sigma0_over_alpha0_in_distribution():
     num_molecules, atoms = 4000, 10
     layout = MoleculeLayout.from_num_atoms(torch.full((num_molecules,), atoms))
     state = _state(layout, 3)
-    x = final_step(_Scaled(0.0), schedule, state, torch.Generator().manual_seed(4)).x  # [M, 3]
+    x = final_step(EpsModel(_Scaled(0.0), schedule), state, torch.Generator().manual_seed(4)).x  # [M, 3]
     residual = x - state.z_x / ALPHA_0  # [M, 3]
     q = (residual**2).sum(dim=1).reshape(num_molecules, atoms).sum(dim=1) / SPREAD**2  # [B]
     dof = 3 * (atoms - 1)

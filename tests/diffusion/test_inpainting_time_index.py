@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from molgen.batch import MoleculeLayout
-from molgen.diffusion import NoiseSchedule, StepInfo, initial_state
+from molgen.diffusion import EpsModel, NoiseSchedule, StepInfo, initial_state
 from molgen.diffusion.inpainting import Fragment, lay_out_fragment, repaint_hook, sample_inpainting
 
 from .standins import EquivariantDenoiser
@@ -34,7 +34,7 @@ def _after_step(fragment: Fragment, layout: MoleculeLayout, resample: int, seed:
     state = initial_state(layout, torch.Generator().manual_seed(100), torch.float64)
     rotation = torch.eye(3, dtype=torch.float64).expand(layout.num_molecules, 3, 3)  # [B, 3, 3]
     fixed = lay_out_fragment(fragment, layout, rotation, torch.float64, "cpu")
-    hook = repaint_hook(EquivariantDenoiser(), schedule, fixed, resample, torch.Generator().manual_seed(seed))
+    hook = repaint_hook(EpsModel(EquivariantDenoiser(), schedule), fixed, resample, torch.Generator().manual_seed(seed))
     info = StepInfo(step=1, num_steps=4, t_from=T_FROM, t=T_TO, sigma_ve=math.exp(-1.0), z_x=state.z_x,
                     z_h=state.z_h, layout=layout)
     return hook(info), fixed

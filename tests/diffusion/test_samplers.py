@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from molgen.batch import MoleculeBatch, MoleculeLayout
+from molgen.choices import DEFAULT_STEPS, SAMPLER_TABLE
 from molgen.diffusion import (
-    DEFAULT_STEPS,
+    EpsModel,
     NodeCountDistribution,
     PolynomialSchedule,
     SamplerState,
@@ -19,6 +20,7 @@ from molgen.diffusion import (
     batch_to_state,
     chain_hooks,
     initial_state,
+    karras_grid,
     karras_sigmas,
     sample,
     sample_heun,
@@ -66,9 +68,20 @@ SAMPLERS = {
     "ancestral-100": {"sampler": "ancestral", "steps": 100},
     "ancestral-50": {"sampler": "ancestral", "steps": 50},
     "heun-10": {"sampler": "heun", "steps": 10},
-    "heun-10-nearest": {"sampler": "heun", "steps": 10, "t_mapping": "nearest"},
+    "heun-10-nearest": {"sampler": "heun", "steps": 10},
     "heun-20-churn": {"sampler": "heun", "steps": 20, "churn": 10.0},
+    "dpmpp2m-10": {"sampler": "dpmpp2m", "steps": 10},
 }
+
+
+def _sample(denoiser, schedule: PolynomialSchedule, name: str) -> MoleculeBatch:
+    """The mixture sampled by the named case from seed 0 (heun-10-nearest: Heun on the Karras grid snapped to the
+    table's T + 1 steps, so the network sees only times it was trained at)."""
+    generator = torch.Generator().manual_seed(0)
+    if name != "heun-10-nearest":
+        return sample(denoiser, schedule, [NUM_ATOMS] * NUM_SAMPLES, generator=generator, **SAMPLERS[name])
+    start = initial_state(MoleculeLayout.from_num_atoms(torch.full((NUM_SAMPLES,), NUM_ATOMS)), generator)
+    return sample_heun(EpsModel(denoiser, schedule), start, snap_to_table(schedule, karras_grid(schedule, 10)), generator)
 
 
 @pytest.mark.parametrize("name", list(SAMPLERS))
@@ -76,9 +89,8 @@ def test_sampler_recovers_mixture(
     name: str, schedule: PolynomialSchedule, clouds: MoleculeBatch, ancestral_samples: MoleculeBatch
 ) -> None:
     """Every sampler returns the two clouds (positions, types, charges) in proportions within binomial error."""
-    denoiser = MixtureDenoiser(schedule, clouds, WEIGHTS, continuous=name.startswith("heun"))
-    samples = ancestral_samples if name == "ancestral-1000" else sample(
-        denoiser, schedule, [NUM_ATOMS] * NUM_SAMPLES, generator=torch.Generator().manual_seed(0), **SAMPLERS[name])
+    denoiser = MixtureDenoiser(schedule, clouds, WEIGHTS, continuous=not name.startswith("ancestral"))
+    samples = ancestral_samples if name == "ancestral-1000" else _sample(denoiser, schedule, name)
     rmsd, component = _assign(samples, clouds)
     assert float(rmsd.max()) < 0.05
     types = samples.atom_type.reshape(-1, NUM_ATOMS)  # [B, N]
@@ -115,7 +127,8 @@ def _gaussian_ode_error(schedule: PolynomialSchedule, sigmas: torch.Tensor, cont
     if continuous:
         denoiser = _ContinuousGaussian(schedule, scale)
     last = {}
-    sample_heun(denoiser, schedule, start, sigmas, callback=lambda info: last.update(z=info.z_x, sigma=info.sigma_ve))
+    sample_heun(EpsModel(denoiser, schedule), start, sigmas,
+                callback=lambda info: last.update(z=info.z_x, sigma=info.sigma_ve))
     x_end = last["z"] * math.sqrt(1 + last["sigma"] ** 2)  # [M, 3]
     sigma_max = float(sigmas[0])
     exact = start.z_x * math.sqrt(1 + sigma_max**2) * math.sqrt((scale**2 + last["sigma"] ** 2) / (scale**2 + sigma_max**2))
@@ -200,16 +213,18 @@ def test_atom_counts_validation(schedule: PolynomialSchedule, clouds: MoleculeBa
         sample(denoiser, schedule, [6, 5], node_distribution=histogram, steps=2)
     with pytest.raises(ValueError, match="num_atoms"):
         sample(denoiser, schedule, steps=2)
-    with pytest.raises(ValueError, match="sampler"):
-        sample(denoiser, schedule, [6], sampler="ddim")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="sampler 'ddim'; choose one of ancestral, heun, dpmpp2m"):
+        sample(denoiser, schedule, [6], sampler="ddim")
+    with pytest.raises(ValueError, match="churn applies to the heun sampler only, not dpmpp2m"):
+        sample(denoiser, schedule, [6], sampler="dpmpp2m", churn=1.0)
 
 
-@pytest.mark.parametrize("sampler", ["ancestral", "heun"])
+@pytest.mark.parametrize("sampler", list(SAMPLER_TABLE))
 def test_default_steps_come_from_the_one_table(schedule: PolynomialSchedule, clouds: MoleculeBatch,
                                                sampler: str) -> None:
-    """Without `steps`, each sampler takes DEFAULT_STEPS[sampler] steps: ancestral steps + 1 network calls, Heun
-    2 steps + 1."""
-    denoiser, calls = MixtureDenoiser(schedule, clouds, WEIGHTS, continuous=sampler == "heun"), []
+    """Without `steps`, each sampler takes DEFAULT_STEPS[sampler] steps: ancestral and DPM-Solver++(2M) steps + 1
+    network calls, Heun 2 steps + 1, as the table says."""
+    denoiser, calls = MixtureDenoiser(schedule, clouds, WEIGHTS, continuous=sampler != "ancestral"), []
 
     def counting(z_x, z_h, t, layout):
         calls.append(float(t[0]))
@@ -217,15 +232,16 @@ def test_default_steps_come_from_the_one_table(schedule: PolynomialSchedule, clo
 
     sample(counting, schedule, [NUM_ATOMS], sampler=sampler, generator=torch.Generator().manual_seed(0))
     steps = DEFAULT_STEPS[sampler]
-    assert len(calls) == (steps + 1 if sampler == "ancestral" else 2 * steps + 1)
+    assert len(calls) == (2 * steps + 1 if sampler == "heun" else steps + 1)
+    assert len(calls) == SAMPLER_TABLE[sampler].network_calls(steps)
 
 
-@pytest.mark.parametrize("sampler", ["ancestral", "heun"])
+@pytest.mark.parametrize("sampler", list(SAMPLER_TABLE))
 def test_a_step_hook_replaces_the_state(schedule: PolynomialSchedule, clouds: MoleculeBatch, sampler: str) -> None:
     """A hook's returned state is the one the sampler continues from: pinning the features to the scaled one-hot
     of cloud 0's types at every step makes every sample take cloud 0's types; a hook returning None (chained
     after it) sees the pinned state and changes nothing."""
-    denoiser = MixtureDenoiser(schedule, clouds, WEIGHTS, continuous=sampler == "heun")
+    denoiser = MixtureDenoiser(schedule, clouds, WEIGHTS, continuous=sampler != "ancestral")
     target = batch_to_state(clouds)[1][:NUM_ATOMS]  # [N, 6] cloud 0's scaled features
     seen = []
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -12,6 +14,8 @@ from molgen.diffusion.schedule import (
     alpha_t_given_s,
     sigma,
     sigma2_t_given_s,
+    to_ve,
+    to_vp,
 )
 
 GOLDEN = {0: -11.512916, 1: -11.330595, 2: -10.925131, 500: -0.251309, 999: 11.176730, 1000: 11.512516}
@@ -84,3 +88,19 @@ def test_t_given_s_quantities() -> None:
     torch.testing.assert_close(sigma2_t_given_s(gamma_t, gamma_s), expected)
     tiny = sigma2_t_given_s(torch.tensor([-11.0], dtype=torch.float64), torch.tensor([-11.0 - 1e-9], dtype=torch.float64))
     assert float(tiny) == pytest.approx(1e-9 * float(torch.sigmoid(torch.tensor(-11.0, dtype=torch.float64))), rel=1e-6)
+
+
+def test_the_variance_exploding_view() -> None:
+    """x_ve = z / alpha_t at sigma_ve = sigma_t / alpha_t, and back; t_from_sigma_ve inverts sigma_ve at the table's
+    steps and between them (the interpolated gamma)."""
+    schedule = PolynomialSchedule(1000)
+    t_int = torch.tensor([0, 1, 7, 500, 999, 1000])
+    z = torch.randn(6, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(0))  # [6, 9]
+    for i, step in enumerate(t_int.tolist()):
+        level = float(schedule.sigma_table[step] / schedule.alpha_table[step])
+        assert level == pytest.approx(math.exp(0.5 * float(schedule.gamma_table[step])), rel=1e-12)
+        torch.testing.assert_close(to_ve(z[i], level), z[i] / schedule.alpha_table[step], rtol=1e-12, atol=0)
+        torch.testing.assert_close(to_vp(to_ve(z[i], level), level), z[i], rtol=1e-14, atol=0)
+        assert schedule.t_from_sigma_ve(level) == pytest.approx(step / 1000, abs=1e-12)
+    between = math.exp(0.25 * float(schedule.gamma_table[7] + schedule.gamma_table[8]))  # gamma halfway from 7 to 8
+    assert schedule.t_from_sigma_ve(between) == pytest.approx(7.5 / 1000, abs=1e-12)
