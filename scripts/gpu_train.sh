@@ -66,6 +66,10 @@ if [[ -z "$run_dir" ]]; then
     run_dir="$("$python" -c 'import sys; from molgen.config import load_config; print(load_config(sys.argv[1]).run_dir)' "$config")"
 fi
 
+if [[ -n "$out" ]]; then  # before the training: a folder that cannot take the files fails now, not after it
+    { mkdir -p "$out" && probe="$(mktemp -p "$out" .gpu_train.XXXXXX)" && rm -f "$probe"; } 2>/dev/null \
+        || die "cannot write to --out $out"
+fi
 [[ -n "$cooldown_dir" ]] || cooldown_dir="${run_dir}_cooldown"
 start=()
 if [[ -n "$resume" ]]; then
@@ -77,36 +81,50 @@ echo "segment: ${seconds} s of training on $device (cooldown share $cooldown_sha
     "${start[*]:-a new run}"
 
 # The segment stops itself (each branch finishes its step and saves); the outer timeout is a backstop that sends
-# SIGTERM (which also saves) if start-up, the benchmark, evaluations or saves take longer than expected.
-status=0
-timeout --signal=TERM --kill-after=30 $((seconds * 5 / 4 + bench + 90)) \
+# SIGTERM (which also saves) if start-up, the benchmark, evaluations or saves take longer than expected. On a CPU
+# (a rehearsal) these take minutes: a step at a large batch, or the cooldown's evaluation of three EMAs.
+status=0 slack=90
+[[ "$device" != cpu ]] || slack=300
+timeout --signal=TERM --kill-after=30 $((seconds * 5 / 4 + bench + slack)) \
     "$python" -m molgen.train.segment --config "$config" --data "$data" --run-dir "$run_dir" --device "$device" \
     --seconds "$seconds" --bench "$bench" --cooldown-share "$cooldown_share" --cooldown-dir "$cooldown_dir" \
     "${start[@]}" "${extra[@]}" "$@" || status=$?
 
-# Copy a file into --out atomically (a temporary name, then a rename), split into parts above --max-file-size.
+# Copy a file into --out atomically (a temporary name, then a rename), split into parts above --max-file-size;
+# a file the run did not write is skipped. Each file copied is added to `copied`; any failure returns 1.
+copied=()
 place() { cp "$1" "$out/.$2.tmp" && mv -f "$out/.$2.tmp" "$out/$2"; }
 copy_out() {
-    local file="$1" name="$2"
+    local file="$1" name="$2" parts part
     [[ -f "$file" ]] || return 0
-    rm -f "$out/$name" "$out/$name".part-*
+    rm -f "$out/$name" "$out/$name".part-* || return 1
     if [[ "$(stat -c %s "$file")" -gt "$max_bytes" ]]; then
-        local parts
-        parts="$(mktemp -d)"
-        split -b "$max_bytes" -d "$file" "$parts/$name.part-"
-        for part in "$parts"/*; do place "$part" "$(basename "$part")"; done
+        parts="$(mktemp -d)" || return 1
+        split -b "$max_bytes" -d "$file" "$parts/$name.part-" || { rm -rf "$parts"; return 1; }
+        for part in "$parts"/*; do place "$part" "$(basename "$part")" || { rm -rf "$parts"; return 1; }; done
         rm -rf "$parts"
         echo "$name is larger than $max_file_size: split into $out/$name.part-*; join with: cat $name.part-* > $name"
     else
-        place "$file" "$name"
+        place "$file" "$name" || return 1
     fi
+    copied+=("$name")
 }
 
+# Report only what was copied. A segment that failed with its own error line and wrote nothing gets no second
+# line; one that the timeout stopped before it saved gets one.
 if [[ -n "$out" ]]; then
-    mkdir -p "$out"
-    for name in last.pt best.pt log.csv config.json bench.md; do copy_out "$run_dir/$name" "$name"; done
-    for name in shipped.pt shipped.json; do copy_out "$cooldown_dir/$name" "$name"; done
-    copy_out "$cooldown_dir/log.csv" cooldown_log.csv
-    echo "copied the run's files to $out"
+    sources=("$run_dir"/{last.pt,best.pt,log.csv,config.json,bench.md}
+             "$cooldown_dir"/{shipped.pt,shipped.json,log.csv})
+    names=(last.pt best.pt log.csv config.json bench.md shipped.pt shipped.json cooldown_log.csv)
+    for i in "${!names[@]}"; do
+        copy_out "${sources[i]}" "${names[i]}" 2>/dev/null || die "could not copy ${sources[i]} to $out/${names[i]}"
+    done
+    if [[ ${#copied[@]} -gt 0 ]]; then
+        echo "copied ${copied[*]} to $out"
+    elif [[ "$status" -eq 0 ]]; then
+        die "the segment wrote none of its files to $run_dir: nothing copied to $out"
+    elif [[ "$status" -eq 124 || "$status" -eq 137 ]]; then
+        echo "gpu_train.sh: error: the segment ran out of time before it saved anything: nothing copied to $out" >&2
+    fi
 fi
 exit "$status"

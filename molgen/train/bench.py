@@ -2,7 +2,9 @@
 
 Each case builds a `Trainer` for the run config at one batch size (evaluations and sampling off, nothing written),
 takes one untimed step (allocation, autotuning), then times steps until its share of the time left is spent (the
-set-up counts against the budget, so the whole benchmark takes about `seconds`, plus one step).
+set-up counts against the budget, so the whole benchmark takes about `seconds`, plus one case's set-up and two
+steps). A case that would start after `seconds` is skipped (the first always runs): on a CPU one step at a large
+batch can take longer than the whole budget.
 `scripts/gpu_train.sh --bench SECONDS` prints the table before training; the recorded tables live in eval/.
 """
 
@@ -67,9 +69,16 @@ def _time_case(config: RunConfig, train_set, node_histogram, until: float) -> Be
                     _peak_memory_mib(device))
 
 
+def batches_that_fit(batch_sizes: list[int], num_molecules: int) -> list[int]:
+    """The batch sizes capped at the training set's `num_molecules` (no batch is larger than the data), each once,
+    in order: [256, 1024, 2048] on 2,000 molecules -> [256, 1024, 2000]."""
+    return list(dict.fromkeys(min(b, num_molecules) for b in batch_sizes))
+
+
 def benchmark(config: RunConfig, train_set, node_histogram, batch_sizes: list[int], egnn_batch_size: int | None,
               seconds: float) -> list[BenchRow]:
-    """Time the config's model at each batch size and EDM's EGNN at `egnn_batch_size` (None: skip), in `seconds`."""
+    """Time the config's model at each batch size and EDM's EGNN at `egnn_batch_size` (None: skip), in `seconds`;
+    the rows of the cases that ran, in that order (those left when the time is spent are skipped)."""
     with tempfile.TemporaryDirectory() as scratch:
         base = config.replace({"run_dir": scratch, "train.eval_every": 0, "train.sample_every": 0,
                                "train.cooldown_molecules": 0, "data.max_train_molecules": None})
@@ -79,6 +88,8 @@ def benchmark(config: RunConfig, train_set, node_histogram, batch_sizes: list[in
             cases.append(base.replace({"data.batch_size": egnn_batch_size, "model": egnn}))
         deadline, rows = time.monotonic() + seconds, []
         for left, case in zip(range(len(cases), 0, -1), cases):  # each case: its share of the time left
+            if rows and time.monotonic() >= deadline:
+                break
             until = time.monotonic() + max(deadline - time.monotonic(), 0.0) / left
             rows.append(_time_case(case, train_set, node_histogram, until))
         return rows

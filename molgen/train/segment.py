@@ -3,7 +3,8 @@
     python -m molgen.train.segment --config CONFIG --data EXPORT --seconds 420 --batch 1024 --bench 45
 
 1. `--bench S` (optional, <= 60): the trainer's molecules/s and peak memory for the config at `--bench-batches`
-   and EDM's EGNN at the first of them (molgen.train.bench), printed and written to RUN_DIR/bench.md.
+   (each capped at the training set's size) and EDM's EGNN at the first of them (molgen.train.bench; the cases
+   that S leaves no time for are skipped), printed and written to RUN_DIR/bench.md.
 2. The main branch: resumes `--resume` or RUN_DIR/last.pt (else starts the run), at `--batch` molecules per step
    with the learning rate scaled by Adam's square-root rule (or `--lr`) and a re-warm-up of `--rewarmup`
    molecules when either changed, and trains for the first (1 - `--cooldown-share`) of `--seconds`; last.pt.
@@ -103,12 +104,20 @@ def cooldown_length(molecules_seen: int, rate: float, seconds: float, fraction: 
 
 
 def _bench(args: argparse.Namespace, config: RunConfig, export) -> None:
-    """Print the benchmark table and write it to RUN_DIR/bench.md."""
+    """Print the benchmark table and write it to RUN_DIR/bench.md; batches larger than the training set are capped
+    at its size, with a line saying so."""
     from molgen.device import resolve_device
-    from molgen.train.bench import benchmark, format_table
+    from molgen.train.bench import batches_that_fit, benchmark, format_table
 
-    batches = [int(b) for b in args.bench_batches.split(",") if b]
+    asked, train_size = [int(b) for b in args.bench_batches.split(",") if b], len(export.splits["train"])
+    batches = batches_that_fit(asked, train_size)
+    if batches != asked:
+        print(f"benchmark: the training set has {train_size:,} molecules, so the batches {asked} become {batches}",
+              flush=True)
     rows = benchmark(config, export.splits["train"], export.node_histogram, batches, batches[0], args.bench)
+    cases = [f"{config.model.name} {b}" for b in batches] + [f"egnn {batches[0]}"]
+    if len(rows) < len(cases):
+        print(f"benchmark: {args.bench:g} s spent; skipped {', '.join(cases[len(rows):])}", flush=True)
     table = format_table(rows, resolve_device(config.train.device))
     print(table, flush=True)
     Path(config.run_dir).mkdir(parents=True, exist_ok=True)
@@ -135,8 +144,10 @@ def main(argv: list[str] | None = None) -> int:
 def segment(args: argparse.Namespace) -> None:
     """Benchmark, main branch, cooldown branch (see the module docstring)."""
     from molgen.data.export import load_export
+    from molgen.train.batches import training_subset
 
     config, export = main_config(args), load_export(args.data)
+    training_subset(export.splits["train"], config.data.max_train_molecules, config.data.batch_size, 1)  # fail early
     if args.bench:
         _bench(args, config, export)
     last = Path(config.run_dir) / "last.pt"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -112,12 +114,85 @@ def test_gpu_config_scales_the_cpu_recipe():
 @pytest.mark.slow
 def test_benchmark_table(qm9_splits, tmp_path):
     from molgen.data.stats import node_count_histogram
-    from molgen.train.bench import benchmark, format_table
+    from molgen.train.bench import batches_that_fit, benchmark, format_table
 
     config = tiny_config(tmp_path / "bench", threads=1)
-    rows = benchmark(config, qm9_splits["train"], node_count_histogram(qm9_splits["train"]), [8, 16], 2, 0.2)
+    histogram = node_count_histogram(qm9_splits["train"])
+    rows = benchmark(config, qm9_splits["train"], histogram, [8, 16], 2, 12.0)  # time for all three cases
     assert [(r.model, r.batch_size) for r in rows] == [("ponita", 8), ("ponita", 16), ("egnn", 2)]
     assert all(r.steps >= 1 and r.molecules_per_s > 0 and r.peak_memory_mib > 0 for r in rows)
     table = format_table(rows, torch.device("cpu"))
     assert table.startswith("device: CPU") and "| egnn | 5,339,920 | 2 | fp32 |" in table
     assert not (tmp_path / "bench").exists()  # the benchmark writes nothing
+
+    # no time left after the first case: the others are skipped
+    skipped = benchmark(config, qm9_splits["train"], histogram, [8, 16], 2, 0.0)
+    assert [(r.model, r.batch_size, r.steps) for r in skipped] == [("ponita", 8, 1)]
+    assert batches_that_fit([256, 1024, 2048], 2000) == [256, 1024, 2000]
+    assert batches_that_fit([256, 1024, 2048], 1000) == [256, 1000]
+
+
+def readme_rehearsal(out_root: Path, budgets: dict[str, str]) -> tuple[list[str], list[str]]:
+    """The README's rehearsal of the borrowed-GPU command, as written there: its `molgen data export` and the GPU
+    command followed by the rehearsal's options, with /tmp and OUTDIR moved under `out_root` and the time budgets
+    replaced as `budgets` says (e.g. {"--bench 45": "--bench 1"}; each must be in the README's text)."""
+    text = (ROOT / "README.md").read_text()
+    command = re.search(r"bash scripts/gpu_train\.sh .*?--out OUTDIR", text, re.DOTALL).group(0)
+    export = re.search(r"`(molgen data export /tmp/small\.npz[^`]*)`", text).group(1)
+    options = re.search(r"then the same command with\s+`([^`]+)`", text).group(1)
+    rehearsal = command.replace("\\\n", " ") + " " + options
+    for written, shortened in budgets.items():
+        assert written in rehearsal, written
+        rehearsal = rehearsal.replace(written, shortened)
+    paths = {"/tmp/": f"{out_root}/", "OUTDIR": str(out_root / "OUTDIR")}
+    for written, moved in paths.items():
+        rehearsal, export = rehearsal.replace(written, moved), export.replace(written, moved)
+    return shlex.split(export), shlex.split(rehearsal)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (ROOT / "checkpoints" / "qm9_ponita_cpu.pt").is_file(), reason="no shipped checkpoint")
+def test_the_readme_gpu_rehearsal(qm9_cache_dir, tmp_path, monkeypatch, environment_without):
+    """The README's CPU rehearsal of the GPU command, as written, with --bench 45 and --seconds 30 shortened: the
+    benchmark caps batch 2048 at the export's 2,000 molecules, and the copy line names only the files copied."""
+    from molgen.cli import main
+
+    export, command = readme_rehearsal(tmp_path, {"--bench 45": "--bench 1", "--seconds 30": "--seconds 6"})
+    monkeypatch.setenv("MOLGEN_CACHE_DIR", str(qm9_cache_dir))
+    assert export[0] == "molgen" and main(export[1:]) == 0
+    environment = {**environment_without("rdkit", "qm9pack"), "PYTHON": sys.executable}  # as the borrowed machine
+    result = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=600,
+                            check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = tmp_path / "OUTDIR"
+    assert ("benchmark: the training set has 2,000 molecules, so the batches [256, 1024, 2048] become "
+            "[256, 1024, 2000]") in result.stdout
+    assert "| ponita | 184,163 | 256 |" in (out / "bench.md").read_text()
+    assert "resuming from checkpoints/qm9_ponita_cpu.pt" in result.stdout and "shipped:" in result.stdout
+    copied = sorted(p.name for p in out.iterdir())
+    assert copied == sorted(["last.pt", "log.csv", "config.json", "bench.md", "shipped.pt", "shipped.json",
+                             "cooldown_log.csv"])  # no validation ran in the main branch: no best.pt
+    assert result.stdout.splitlines()[-1] == f"copied last.pt log.csv config.json bench.md shipped.pt " \
+                                             f"shipped.json cooldown_log.csv to {out}"
+    assert load_checkpoint(out / "last.pt")["config"]["data"]["batch_size"] == 128
+
+
+@pytest.mark.slow
+def test_a_failed_segment_copies_nothing_and_says_one_line(machine, tmp_path):
+    command = ["bash", str(SCRIPT), "--data", str(machine["export"]), "--config", str(machine["config"]),
+               "--device", "cpu", "--seconds", "2", "--python", sys.executable]
+    out = tmp_path / "out"
+    too_large = ["--batch", "100", "--bench", "5", "--out", str(out), "--", "--set", "data.max_train_molecules=null"]
+    failed = subprocess.run([*command, *too_large], env=machine["environment"], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert failed.returncode == 2 and "copied" not in failed.stdout and not any(out.iterdir())
+    assert failed.stderr.splitlines() == ["segment: error: the training set has 64 molecules, fewer than one batch "
+                                          "(100)"]  # before the benchmark: nothing of the run was written
+    assert not (tmp_path / "run").exists()
+
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    unwritable = subprocess.run([*command, "--out", str(blocked / "out")], env=machine["environment"],
+                                capture_output=True, text=True, timeout=120, check=False)
+    assert unwritable.returncode == 2 and not (tmp_path / "run").exists()  # refused before any training
+    assert unwritable.stderr == f"gpu_train.sh: error: cannot write to --out {blocked / 'out'}\n"
