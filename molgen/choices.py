@@ -70,10 +70,9 @@ SAMPLER_TABLE: dict[str, SamplerSpec] = {
         "DPM-Solver++(2M) on the probability-flow ODE, logSNR-uniform grid to t = 1/T"),
 }
 SAMPLERS: tuple[str, ...] = tuple(SAMPLER_TABLE)
-SamplerName = str  # a key of SAMPLER_TABLE
 # The default: the best molecule stability measured on the shipped checkpoint (eval/qm9_checkpoint_eval.md): EDM's
 # ancestral sampler on 100 strided steps beat ancestral 50 and Heun 20 and 40 (Heun 40 with churn 5 came close).
-DEFAULT_SAMPLER: SamplerName = "ancestral"
+DEFAULT_SAMPLER = "ancestral"
 DEFAULT_STEPS: dict[str, int] = {name: spec.default_steps for name, spec in SAMPLER_TABLE.items()}
 
 
@@ -85,6 +84,12 @@ def sampler_spec(name: str) -> SamplerSpec:
 
 
 PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def precision_problem(name: object) -> str | None:
+    """Why `name` is no precision (one of PRECISIONS), in words; None when it is one."""
+    return None if name in PRECISIONS else f"unknown precision {name!r}; choose one of {', '.join(PRECISIONS)}"
+
 
 MAX_RESAMPLE = 100  # RePaint round trips per step around a fragment, at most (R + 1 network calls per step)
 

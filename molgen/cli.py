@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from molgen import __version__
+from molgen.choices import PRECISIONS
 from molgen.cli_help import HelpFormatter, Parser
 from molgen.cli_sampling import add_checkpoint_arguments, add_sample_parser, evaluate_checkpoint, sample_command
 from molgen.errors import MolgenError
@@ -87,7 +88,7 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
                        help="continue the run from RUN_DIR/last.pt, or from the checkpoint PATH")
     train.add_argument("--max-steps", type=int, default=None, help="override train.max_steps")
     train.add_argument("--run-dir", type=Path, default=None, help="override run_dir")
-    train.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
+    train.add_argument("--precision", choices=PRECISIONS, default=None,
                        help="override train.precision: auto = bf16 autocast where the hardware has native bf16 "
                             "(CUDA, AVX-512 bf16 or AMX CPUs), else fp32")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",

@@ -9,10 +9,19 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from molgen.choices import DEFAULT_SAMPLER, DEFAULT_STEPS, MAX_RESAMPLE, PRECISIONS, SAMPLER_TABLE, SAMPLERS, seed_problem
+from molgen.choices import (
+    DEFAULT_SAMPLER,
+    DEFAULT_STEPS,
+    MAX_RESAMPLE,
+    PRECISIONS,
+    SAMPLER_TABLE,
+    SAMPLERS,
+    seed_problem,
+)
 from molgen.cli_help import HelpFormatter
 from molgen.errors import DataError
 from molgen.outputs import writing
+from molgen.settings import samplers_with
 
 GRID_COLUMNS = 6
 SAMPLE_FILES = ("molecules.sdf", "molecules.xyz", "grid.png", "chain.png", "chain.gif", "summary.json")
@@ -60,7 +69,7 @@ def add_sampling_arguments(parser: argparse.ArgumentParser, count_flag: str, cou
                         help="sampler steps (default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items())
                              + ")")
     parser.add_argument("--churn", type=float, default=0.0,
-                        help=f"{_samplers_with('churn')} only: Karras et al.'s stochastic churn S_churn (0: the "
+                        help=f"{samplers_with('churn')} only: Karras et al.'s stochastic churn S_churn (0: the "
                              "deterministic ODE)")
     parser.add_argument("--seed", type=_seed, default=0,
                         help="random seed, 0 to 2**64 - 1 (same seed and batch size: same molecules)")
@@ -98,16 +107,11 @@ def add_sample_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--fix", type=Path, default=None, metavar="FRAGMENT",
                         help="grow every molecule around this fragment (.xyz or .sdf, one molecule): its atoms come "
                              "first, in its order and coordinate frame; the atom count is drawn from the training "
-                             f"histogram above the fragment's size unless --num-atoms is given ({_samplers_with('fix')}"
+                             f"histogram above the fragment's size unless --num-atoms is given ({samplers_with('fix')}"
                              " sampler only)")
     parser.add_argument("--resample", type=_non_negative, default=0,
                         help="with --fix: RePaint round trips per step (each costs one more network call per step; "
                              f"at most {MAX_RESAMPLE})")
-
-
-def _samplers_with(capability: str) -> str:
-    """The names of the samplers whose table entry has `capability` (a SamplerSpec flag), as words."""
-    return " or ".join(name for name, spec in SAMPLER_TABLE.items() if getattr(spec, capability))
 
 
 def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
@@ -123,7 +127,7 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _settings(args: argparse.Namespace):
     """The `SampleSettings` the options ask for."""
-    from molgen.sampling import SampleSettings
+    from molgen.settings import SampleSettings
 
     return SampleSettings(num_molecules=args.num_molecules, sampler=args.sampler, steps=args.steps, seed=args.seed,
                           num_atoms=getattr(args, "num_atoms", None), batch_size=args.batch_size, device=args.device,
@@ -133,12 +137,12 @@ def _settings(args: argparse.Namespace):
 
 def _sampled(args: argparse.Namespace, chain_frames: int = 0):
     """Load the checkpoint and sample as the arguments say; returns (LoadedModel, Samples)."""
-    from molgen.fragment import load_fragment
+    settings = _settings(args)
+    settings.check()  # before torch is imported
+    from molgen.chem.io import read_fragment
     from molgen.sampling import generate, load_for_sampling
 
-    settings = _settings(args)
-    settings.check()
-    fragment = load_fragment(args.fix) if getattr(args, "fix", None) is not None else None
+    fragment = read_fragment(args.fix) if getattr(args, "fix", None) is not None else None
     loaded = load_for_sampling(args.checkpoint, settings)
     return loaded, generate(loaded, settings, progress=not args.no_progress, chain_frames=chain_frames,
                             fragment=fragment)
@@ -183,7 +187,7 @@ def _write_samples(folder: Path, args: argparse.Namespace, samples) -> list[str]
     written = ["molecules.sdf", "molecules.xyz"]
     if args.grid:
         shown = slice(0, args.grid)
-        fixed_atoms = samples.fragment.num_atoms if samples.fragment is not None else 0
+        fixed_atoms = len(samples.fragment[1]) if samples.fragment is not None else 0
         draw_grid(folder / "grid.png", samples.molecules[shown], checks[shown], GRID_COLUMNS, fixed_atoms)
         written.append("grid.png")
     if args.chain:
@@ -195,7 +199,7 @@ def _write_samples(folder: Path, args: argparse.Namespace, samples) -> list[str]
                "settings": asdict(samples.settings), "seconds": samples.seconds, "compute": samples.compute,
                "files": [str(args.out / name) for name in written], **metrics.to_dict()}
     if samples.fragment is not None:
-        summary["fixed"] = {"fragment": str(args.fix), "atoms": samples.fragment.num_atoms}
+        summary["fixed"] = {"fragment": str(args.fix), "atoms": len(samples.fragment[1])}
     _write_json(folder / "summary.json", summary)
     return [*written, "summary.json"]
 

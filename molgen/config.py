@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from molgen.choices import MAX_SEED
+from molgen.choices import MAX_SEED, PRECISIONS, SAMPLERS
 from molgen.configbase import (
     DictConfig,
     apply_override,
@@ -30,7 +30,6 @@ from molgen.configbase import (
     read_config_file,
     set_field,
 )
-from molgen.diffusion.samplers import SAMPLERS, SamplerName
 from molgen.models.registry import model_names, model_spec
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")  # molgen.device checks that the device is here
@@ -219,14 +218,14 @@ class TrainConfig(DictConfig):
     eval_seed: int = 0
     sample_every: int = 20_000
     sample_count: int = 300
-    sample_sampler: SamplerName = "heun"
+    sample_sampler: str = "heun"  # a name of molgen.choices.SAMPLER_TABLE
     sample_steps: int = 20
     sample_batch_size: int = 100
     sample_seed: int = 0
     max_consecutive_nonfinite: int = 10
     device: str = "auto"
     threads: int | None = None
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    precision: str = "auto"  # one of molgen.choices.PRECISIONS
 
     def __post_init__(self) -> None:
         s = "train"
@@ -280,7 +279,7 @@ class TrainConfig(DictConfig):
             set_field(self, "threads", as_integer(s, "threads", self.threads))
             if self.threads < 1:
                 raise ValueError(f"{s}.threads must be an integer >= 1 or null, got {self.threads}")
-        check_choice(s, "precision", self.precision, ("auto", "fp32", "bf16"))
+        check_choice(s, "precision", self.precision, PRECISIONS)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict of the fields (betas as a list)."""

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from molgen.choices import PRECISIONS
+from molgen.choices import precision_problem
 from molgen.errors import MolgenError
 
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -45,9 +45,9 @@ def native_bf16(device: torch.device, capabilities: Callable[[], Mapping[str, bo
 
 
 def check_precision(name: str) -> str:
-    """`name` if it is one of PRECISIONS, else one MolgenError naming the allowed values."""
-    if name not in PRECISIONS:
-        raise MolgenError(f"unknown precision {name!r}; choose one of {', '.join(PRECISIONS)}")
+    """`name` if it is one of `molgen.choices.PRECISIONS`, else one MolgenError naming the allowed values."""
+    if precision_problem(name) is not None:
+        raise MolgenError(precision_problem(name))
     return name
 
 

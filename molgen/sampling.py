@@ -10,14 +10,15 @@ similar size with the EMA weights, and every random draw comes from one generato
 seed, batch size and device give the same molecules. Nothing here needs the QM9 data package.
 
 `generate` is the one sampling driver: the CLI, this API, evaluation and the trainer's in-training samples all
-call it with a `LoadedModel` (`molgen.checkpoint`) and `SampleSettings`.
+call it with a `LoadedModel` (`molgen.checkpoint`) and `SampleSettings` (`molgen.settings`). Around a fixed
+fragment (read by `molgen.chem.io.read_fragment`) every molecule is sampled by inpainting (`sample_around`), its
+counts drawn from the training histogram restricted to N > K.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -26,69 +27,19 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from molgen.batch import Molecule, size_batches
+from molgen.batch import Molecule, MoleculeBatch, size_batches
 from molgen.checkpoint import LoadedModel, load_model, resolve_checkpoint
-from molgen.choices import MAX_RESAMPLE, seed_problem
+from molgen.chem.io import FragmentSource, read_fragment
+from molgen.choices import DEFAULT_SAMPLER
 from molgen.device import resolve_device
+from molgen.diffusion.inpainting import Fragment, sample_inpainting
 from molgen.diffusion.process import state_to_batch
-from molgen.diffusion.samplers import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS, atom_counts, sample
-from molgen.diffusion.steps import StepInfo
+from molgen.diffusion.samplers import atom_counts, sample
+from molgen.diffusion.steps import StepHook, StepInfo
 from molgen.errors import MolgenError
-from molgen.fragment import FixedSource, Fragment, check_fragment, load_fragment, sample_around
-from molgen.precision import check_precision, describe_compute, model_precision, resolve_precision, set_precision
+from molgen.precision import describe_compute, model_precision, resolve_precision, set_precision
+from molgen.settings import SampleSettings
 from molgen.threads import configure_threads
-
-
-@dataclass(frozen=True)
-class SampleSettings:
-    """How to sample; `check()` turns impossible values into one clear MolgenError.
-
-    steps None means the sampler's default (DEFAULT_STEPS); num_atoms None draws counts from p(N); churn > 0 adds
-    Karras et al.'s stochastic churn to the Heun sampler (S_churn over the whole grid).
-    """
-
-    num_molecules: int = 100
-    sampler: str = DEFAULT_SAMPLER
-    steps: int | None = None
-    seed: int = 0
-    num_atoms: int | None = None
-    batch_size: int = 100
-    device: str = "auto"
-    use_ema: bool = True
-    precision: str = "auto"
-    threads: int | None = None
-    resample: int = 0  # RePaint round trips per step around a fixed fragment
-    churn: float = 0.0
-
-    @property
-    def resolved_steps(self) -> int:
-        return DEFAULT_STEPS[self.sampler] if self.steps is None else self.steps
-
-    def check(self, timesteps: int | None = None) -> None:
-        """Raise MolgenError for a count < 1, an unknown sampler, too few or too many steps or round trips."""
-        if self.num_molecules < 1:
-            raise MolgenError(f"the number of molecules must be at least 1, got {self.num_molecules}")
-        if self.batch_size < 1:
-            raise MolgenError(f"the batch size must be at least 1, got {self.batch_size}")
-        if self.sampler not in SAMPLERS:
-            raise MolgenError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        if self.steps is not None and self.steps < 1:
-            raise MolgenError(f"the number of steps must be at least 1, got {self.steps}")
-        if self.sampler == "ancestral" and timesteps is not None and self.resolved_steps > timesteps:
-            raise MolgenError(f"the ancestral sampler takes at most T = {timesteps} steps, got {self.steps}")
-        if self.num_atoms is not None and self.num_atoms < 1:
-            raise MolgenError(f"the atom count must be at least 1, got {self.num_atoms}")
-        if not 0 <= self.resample <= MAX_RESAMPLE:
-            raise MolgenError(f"--resample must lie in 0..{MAX_RESAMPLE} round trips per step, got {self.resample}")
-        if not (math.isfinite(self.churn) and self.churn >= 0):
-            raise MolgenError(f"churn must be a finite number >= 0, got {self.churn}")
-        if self.churn and self.sampler != "heun":
-            raise MolgenError(f"churn applies to the heun sampler only, not {self.sampler}")
-        if seed_problem(self.seed) is not None:
-            raise MolgenError(seed_problem(self.seed))
-        check_precision(self.precision)
-        if self.threads is not None and self.threads < 1:
-            raise MolgenError(f"the thread count must be at least 1, got {self.threads}")
 
 
 @dataclass(frozen=True)
@@ -117,7 +68,7 @@ class Samples:
     seconds: float
     chain: list[ChainFrame] = field(default_factory=list)
     compute: str = ""  # the hardware, threads and precision used, e.g. "cpu (AVX2), 2 threads, fp32"
-    fragment: Fragment | None = None  # the fixed atoms: the first K of every molecule, in the fragment's frame
+    fragment: Molecule | None = None  # the fixed atoms: the first K of every molecule, in the fragment's frame
 
     @property
     def seconds_per_molecule(self) -> float:
@@ -154,11 +105,11 @@ def load_for_sampling(checkpoint: str | Path | None = None, settings: SampleSett
 
 
 def draw_atom_counts(
-    loaded: LoadedModel, settings: SampleSettings, generator: torch.Generator, fragment: Fragment | None = None
+    loaded: LoadedModel, settings: SampleSettings, generator: torch.Generator, fragment: Molecule | None = None
 ) -> torch.Tensor:
     """The atom count of every molecule, int64 [num_molecules]: the one count asked for, or drawn from p(N)
     (around a fragment of K atoms: from p(N | N > K))."""
-    above = 0 if fragment is None else fragment.num_atoms
+    above = 0 if fragment is None else len(fragment[1])
     if settings.num_atoms is None:
         return atom_counts(loaded.node_distribution, settings.num_molecules, generator, above=above)  # [B]
     try:
@@ -191,18 +142,18 @@ def generate(
     settings: SampleSettings,
     progress: bool = True,
     chain_frames: int = 0,
-    fragment: Fragment | None = None,
+    fragment: Molecule | None = None,
 ) -> Samples:
     """Sample `settings.num_molecules` molecules from a loaded model; SamplingError names a failing step.
 
     Molecules are drawn in batches of similar size (`size_batches`). With chain_frames > 0 molecule 0 (in output
     order) also has its denoising chain recorded (the final molecule is the last frame). The returned settings
-    name the steps taken, also when the default was asked for. With a fragment every molecule is sampled around
-    it (`molgen.fragment`).
+    name the steps taken, also when the default was asked for. With a fragment (positions [K, 3] Å, atom types
+    [K]) every molecule is sampled around it (`sample_around`).
     """
     settings.check(loaded.schedule.timesteps)
     generator = torch.Generator(loaded.device).manual_seed(settings.seed)
-    check_fragment(fragment, settings, loaded.node_distribution)
+    settings.check_fragment(fragment, loaded.node_distribution.supported)
     counts = draw_atom_counts(loaded, settings, generator, fragment)  # [B]
     batches = size_batches(counts, settings.batch_size)
     recorder = _ChainRecorder(chain_frames, batches) if chain_frames > 0 else None
@@ -234,7 +185,7 @@ def _sample_batches(
     generator: torch.Generator,
     bar: tqdm,
     recorder: _ChainRecorder | None,
-    fragment: Fragment | None,
+    fragment: Molecule | None,
 ) -> list[Molecule]:
     """The molecules of every batch of indices into counts [B], put back in the order of counts."""
     molecules: list[Molecule | None] = [None] * len(counts)
@@ -259,6 +210,24 @@ def _sample_batches(
     return molecules
 
 
+def sample_around(
+    loaded: LoadedModel,
+    fragment: Molecule,
+    counts: torch.Tensor,
+    settings: SampleSettings,
+    generator: torch.Generator,
+    callback: StepHook,
+    on_round_trip: Callable[[], None] | None = None,
+) -> MoleculeBatch:
+    """One batch of molecules of counts [B] atoms around the fragment, in the fragment's frame: inpainting on EDM's
+    ancestral sampler, each molecule's copy of the fragment turned by a random rotation (PONITA on a fixed
+    orientation grid is only approximately equivariant)."""
+    fixed = Fragment(torch.as_tensor(fragment[0]), torch.as_tensor(fragment[1]))
+    return sample_inpainting(loaded.model, loaded.schedule, fixed, counts, steps=settings.resolved_steps,
+                             resample=settings.resample, rotate=True, generator=generator, callback=callback,
+                             on_round_trip=on_round_trip, device=loaded.device)
+
+
 def sample_molecules(
     checkpoint: str | Path | None = None,
     num_molecules: int = 100,
@@ -274,20 +243,20 @@ def sample_molecules(
     threads: int | None = None,
     progress: bool = False,
     chain_frames: int = 0,
-    fixed: FixedSource | None = None,
+    fixed: FragmentSource | None = None,
     resample: int = 0,
     churn: float = 0.0,
 ) -> Samples:
     """Load a checkpoint (default: the shipped one) and sample molecules; see `SampleSettings` for the arguments.
 
     fixed: a fragment file (.xyz/.sdf, one molecule) or (positions [K, 3] Å, atom types [K]): every molecule's
-    first K atoms are the fragment's, in its frame (`molgen.fragment`); resample: RePaint round trips per step.
+    first K atoms are the fragment's, in its frame (`sample_around`); resample: RePaint round trips per step.
     """
     settings = SampleSettings(num_molecules=num_molecules, sampler=sampler, steps=steps, seed=seed,
                               num_atoms=num_atoms, batch_size=batch_size, device=device, use_ema=use_ema,
                               precision=precision, threads=threads, resample=resample, churn=churn)
     settings.check()
-    fragment = load_fragment(fixed) if fixed is not None else None
+    fragment = read_fragment(fixed) if fixed is not None else None
     return generate(load_for_sampling(checkpoint, settings), settings, progress, chain_frames, fragment)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "molgen"
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
-INFERENCE = ("molgen.sampling", "molgen.evaluation", "molgen.fragment", "molgen.cli_sampling")
+INFERENCE = ("molgen.sampling", "molgen.settings", "molgen.evaluation", "molgen.cli_sampling")
 GROUND_FLOOR_MOLGEN = ("molgen.geometry", "molgen.elements", "molgen.errors")
 GROUND_FLOOR_PACKAGES = frozenset({"torch", "numpy", "torch_geometric"})  # torch_geometric: Batch.to_pyg/from_pyg
 

@@ -19,71 +19,18 @@ import numpy as np
 from molgen.atomic import atomic_write
 from molgen.batch import Molecule
 from molgen.chem.bonds import bond_order_matrix
+from molgen.chem.validate import check_labels, check_molecules, checked_molecule
 from molgen.elements import ATOMIC_NUMBERS, ELEMENTS, TYPE_INDEX
-from molgen.errors import MoleculeFileError
+from molgen.errors import MolgenError, MoleculeFileError
 
 PathLike = str | os.PathLike
+FragmentSource = PathLike | tuple[Sequence, Sequence]
+"""A fragment file (.xyz or .sdf, one molecule), or (positions [K, 3] in Å, atom types [K] as indices or symbols)."""
 
 V2000_MAX_COUNT = 999  # the atom and bond counts are three-character fields
 _KNOWN_ELEMENTS = ", ".join(ELEMENTS)
 _TYPE_BY_ATOMIC_NUMBER = {number: i for i, number in enumerate(ATOMIC_NUMBERS)}
 _UNSIGNED_INT = re.compile(r"[0-9]+")
-
-
-# ---------------------------------------------------------------------------------------------- validation
-
-
-def _to_numpy(values: Any) -> Any:
-    """A torch tensor as a CPU numpy array; anything else unchanged (for np.asarray)."""
-    return values.detach().cpu().numpy() if hasattr(values, "detach") else values
-
-
-def _check_molecule(index: int, molecule: Any) -> Molecule:
-    """A molecule to write as (float64 [N, 3], int64 [N]) arrays, or ValueError naming its index."""
-    try:
-        positions, atom_types = molecule
-    except (TypeError, ValueError):
-        raise ValueError(f"molecule {index} is not a (positions, atom_types) pair") from None
-    try:
-        positions = np.asarray(_to_numpy(positions), dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"molecule {index}: positions are not a numeric [N, 3] array") from None
-    if positions.ndim != 2 or positions.shape[1] != 3 or positions.shape[0] < 1:
-        shape = positions.shape
-        raise ValueError(f"molecule {index}: positions must have shape [N, 3] with N >= 1, got {shape}")
-    if not np.isfinite(positions).all():
-        raise ValueError(f"molecule {index}: positions are not all finite")
-    atom_types = np.asarray(_to_numpy(atom_types))
-    if atom_types.shape != positions.shape[:1]:
-        shape = atom_types.shape
-        raise ValueError(f"molecule {index}: atom_types must have shape [{len(positions)}], got {shape}")
-    if atom_types.dtype.kind not in "iu":
-        raise ValueError(f"molecule {index}: atom_types must be integers, got dtype {atom_types.dtype}")
-    if atom_types.min() < 0 or atom_types.max() >= len(ELEMENTS):
-        last = len(ELEMENTS) - 1
-        raise ValueError(f"molecule {index}: atom_types must lie in 0..{last} ({_KNOWN_ELEMENTS})")
-    return positions, atom_types.astype(np.int64)
-
-
-def _check_labels(labels: Sequence[str] | None, count: int, what: str) -> list[str]:
-    """One single-line label per molecule: the given ones, or 'molecule i' by default."""
-    if labels is None:
-        return [f"molecule {i}" for i in range(count)]
-    labels = list(labels)
-    if len(labels) != count:
-        raise ValueError(f"{what}s: got {len(labels)} for {count} molecules")
-    for i, label in enumerate(labels):
-        if "\n" in label or "\r" in label:
-            raise ValueError(f"{what} {i} spans more than one line: {label!r}")
-    return labels
-
-
-def _check_molecules(molecules: Iterable[Any]) -> list[Any]:
-    """The molecules to write as a list, which must not be empty (an empty file does not read back)."""
-    molecules = list(molecules)
-    if not molecules:
-        raise ValueError("no molecules to write")
-    return molecules
 
 
 # ---------------------------------------------------------------------------------------------- parsing
@@ -170,11 +117,11 @@ def write_xyz(path: PathLike, molecules: Iterable[Any], comments: Sequence[str] 
         molecules: (positions [N, 3] Å, atom_types [N]) pairs; numpy arrays, torch tensors or lists.
         comments: one single-line comment per molecule; "molecule i" by default.
     """
-    molecules = _check_molecules(molecules)
-    comments = _check_labels(comments, len(molecules), "comment")
+    molecules = check_molecules(molecules)
+    comments = check_labels(comments, len(molecules), "comment")
     with atomic_write(path) as handle:
         for index, (molecule, comment) in enumerate(zip(molecules, comments)):
-            handle.write(_xyz_block(*_check_molecule(index, molecule), comment))
+            handle.write(_xyz_block(*checked_molecule(f"molecule {index}", molecule), comment))
 
 
 def _xyz_block(positions: np.ndarray, atom_types: np.ndarray, comment: str) -> str:
@@ -244,11 +191,11 @@ def write_sdf(path: PathLike, molecules: Iterable[Any], names: Sequence[str] | N
         molecules: (positions [N, 3] Å, atom_types [N]) pairs; numpy arrays, torch tensors or lists.
         names: one single-line name (the record's first line) per molecule; "molecule i" by default.
     """
-    molecules = _check_molecules(molecules)
-    names = _check_labels(names, len(molecules), "name")
+    molecules = check_molecules(molecules)
+    names = check_labels(names, len(molecules), "name")
     with atomic_write(path) as handle:
         for index, (molecule, name) in enumerate(zip(molecules, names)):
-            handle.write(_sdf_record(index, *_check_molecule(index, molecule), name))
+            handle.write(_sdf_record(index, *checked_molecule(f"molecule {index}", molecule), name))
 
 
 def _sdf_record(index: int, positions: np.ndarray, atom_types: np.ndarray, name: str) -> str:
@@ -397,3 +344,17 @@ def read_molecules(path: PathLike) -> list[Molecule]:
 def write_molecules(path: PathLike, molecules: Iterable[Any], names: Sequence[str] | None = None) -> None:
     """Write a .xyz or .sdf file, chosen by its suffix; `names` become the XYZ comments or SDF names."""
     _WRITERS[_suffix(path)](path, molecules, names)
+
+
+def read_fragment(source: FragmentSource) -> Molecule:
+    """The fragment to sample around: the one molecule of an .xyz/.sdf file, or a (positions, atom types) pair;
+    MolgenError naming what is wrong (MoleculeFileError, a MolgenError, for the file's own faults)."""
+    if isinstance(source, str | os.PathLike):
+        molecules = read_molecules(source)
+        if len(molecules) != 1:
+            raise MolgenError(f"the fragment file {source} holds {len(molecules)} molecules; give one")
+        return molecules[0]
+    try:
+        return checked_molecule("the fragment", source)
+    except ValueError as error:
+        raise MolgenError(str(error)) from None

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from molgen.batch import MoleculeBatch, MoleculeLayout
-from molgen.choices import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLER_TABLE, SAMPLERS, SamplerName, sampler_spec  # noqa: F401
+from molgen.choices import DEFAULT_SAMPLER, SAMPLER_TABLE, sampler_spec
 from molgen.diffusion.nodes import NodeCountDistribution
 from molgen.diffusion.process import Denoiser, sample_noise
 from molgen.diffusion.schedule import NoiseSchedule, alpha_t_given_s, sigma, sigma2_t_given_s, sigma_ve

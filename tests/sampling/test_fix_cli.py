@@ -17,7 +17,8 @@ from molgen.cli import main
 from molgen.diffusion import NodeCountDistribution
 from molgen.diffusion.samplers import atom_counts
 from molgen.errors import MolgenError
-from molgen.fragment import Fragment, fragment_warnings, load_fragment
+from molgen.chem.io import read_fragment
+from molgen.settings import fragment_warnings
 from molgen.sampling import sample_molecules
 
 pytestmark = pytest.mark.skipif(not SHIPPED_CHECKPOINT.is_file(), reason="the shipped checkpoint is missing")
@@ -109,16 +110,20 @@ def test_bad_fragment_requests_are_one_line_errors(case, message, fragment_file,
 
 
 def test_api_rejects_bad_molecules():
-    with pytest.raises(MolgenError, match="unknown atom type"):
-        load_fragment((np.zeros((2, 3)), ["C", "Cl"]))
-    with pytest.raises(MolgenError, match="NaN or inf"):
-        load_fragment((np.full((1, 3), np.nan), [1]))
-    with pytest.raises(MolgenError, match="2 positions but 1 atom types"):
-        load_fragment((np.zeros((2, 3)), [1]))
+    with pytest.raises(MolgenError, match="^the fragment: unknown element 'Cl'; molgen knows H, C, N, O, F$"):
+        read_fragment((np.zeros((2, 3)), ["C", "Cl"]))
+    with pytest.raises(MolgenError, match="^the fragment: positions hold NaN or inf$"):
+        read_fragment((np.full((1, 3), np.nan), [1]))
+    with pytest.raises(MolgenError, match=r"^the fragment: atom_types must have shape \[2\], got \(1,\)$"):
+        read_fragment((np.zeros((2, 3)), [1]))
+    with pytest.raises(MolgenError, match=r"^the fragment is not a \(positions, atom_types\) pair$"):
+        read_fragment(None)
+    positions, types = read_fragment((np.zeros((2, 3)), ["C", "O"]))
+    assert positions.dtype == np.float64 and types.tolist() == [1, 3]
 
 
-def _fragment(positions, symbols) -> Fragment:
-    return load_fragment((np.asarray(positions, dtype=float), symbols))
+def _fragment(positions, symbols):
+    return read_fragment((np.asarray(positions, dtype=float), symbols))
 
 
 @pytest.mark.parametrize(("positions", "symbols", "expected"), [
