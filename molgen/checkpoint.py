@@ -30,7 +30,7 @@ import os
 import pickle
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -236,7 +236,6 @@ class LoadedModel:
         schedule: the noise schedule of its diffusion.
         node_distribution: p(N), the atom counts of its training split.
         step: training steps taken; metrics: the run's evaluation records; path: the file (None if built in memory).
-        state: the whole checkpoint payload (optimizer, every EMA, random states), for a trainer to resume from.
     """
 
     model: torch.nn.Module
@@ -247,7 +246,6 @@ class LoadedModel:
     metrics: tuple[dict[str, Any], ...] = ()
     use_ema: bool = True
     path: Path | None = None
-    state: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def device(self) -> torch.device:
@@ -262,7 +260,19 @@ def load_model(path: str | Path, use_ema: bool = True, device: str | torch.devic
     CheckpointError (a MolgenError) names the file and the problem: unreadable, an invalid stored config, or
     weights that do not fit the model of its config.
     """
+    return _loaded(load_checkpoint(path), path, use_ema, device)
+
+
+def load_training_state(path: str | Path) -> dict[str, Any]:
+    """The whole payload of a checkpoint (optimizer, every EMA, random states) for a trainer to resume from: read
+    and migrated as `load_model` does, with the same CheckpointError when its config or weights do not fit."""
     payload = load_checkpoint(path)
+    _loaded(payload, path, use_ema=False, device="cpu")  # its config is valid and its weights fit its model
+    return payload
+
+
+def _loaded(payload: dict[str, Any], path: str | Path, use_ema: bool, device: str | torch.device) -> LoadedModel:
+    """The model, schedule and p(N) of a read checkpoint payload, on `device`."""
     try:
         config = RunConfig.from_dict(payload["config"])
     except ValueError as err:
@@ -275,7 +285,7 @@ def load_model(path: str | Path, use_ema: bool = True, device: str | torch.devic
     return LoadedModel(
         model=model.to(device).eval(), config=config, schedule=config.diffusion.build_schedule().to(device),
         node_distribution=NodeCountDistribution(payload["node_histogram"]).to(device), step=int(payload["step"]),
-        metrics=tuple(payload["metrics"]), use_ema=use_ema, path=Path(path), state=payload,
+        metrics=tuple(payload["metrics"]), use_ema=use_ema, path=Path(path),
     )
 
 

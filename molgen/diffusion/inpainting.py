@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from molgen.batch import MoleculeBatch, MoleculeLayout
-from molgen.diffusion.process import Denoiser, batch_to_state, sample_noise
+from molgen.diffusion.process import STATE_DIM, Denoiser, batch_to_state, sample_noise
 from molgen.choices import SAMPLER_TABLE
 from molgen.diffusion.samplers import ancestral_grid, ancestral_step, sample_ancestral
 from molgen.diffusion.schedule import NoiseSchedule, alpha, alpha_t_given_s, sigma, sigma2_t_given_s
@@ -84,7 +84,8 @@ def replace_fixed(
     alpha_s, sigma_s = float(alpha(gamma_s)), float(sigma(gamma_s))
     num_molecules, k = fixed.index.shape
     z_x, z_h = state.z_x.clone(), state.z_h.clone()  # [M, 3], [M, 6]
-    eps = torch.randn(num_molecules, k, 9, dtype=z_x.dtype, device=z_x.device, generator=generator)  # [B, K, 9]
+    eps = torch.randn(num_molecules, k, STATE_DIM, dtype=z_x.dtype, device=z_x.device,
+                      generator=generator)  # [B, K, 9]
     eps_x = eps[..., :3] - eps[..., :3].mean(dim=1, keepdim=True)  # [B, K, 3] eps_F - eps_F_bar
     c_F = z_x[fixed.index].mean(dim=1, keepdim=True)  # [B, 1, 3]
     z_x[fixed.index] = alpha_s * fixed.y + sigma_s * eps_x + c_F  # [B, K, 3]
@@ -168,9 +169,9 @@ def sample_inpainting(
 
     EDM's ancestral sampler on `ancestral_grid(T, steps)` (default: its table's steps) with `repaint_hook` after
     every step (the fixed atoms replaced, R = `resample` RePaint round trips): (R + 1) * steps + 1 network
-    evaluations, each prediction changed by the ε-modifiers in order; `callback` runs after it. rotate=True turns the fragment by a random rotation per molecule (for a denoiser
-    that is only approximately equivariant) and turns the result back. Every random draw uses `generator`: the
-    same seed, the same molecules.
+    evaluations, each prediction changed by the ε-modifiers in order; `callback` runs after it. rotate=True turns
+    the fragment by a random rotation per molecule (for a denoiser that is only approximately equivariant) and turns
+    the result back. Every random draw uses `generator`: the same seed, the same molecules.
     """
     if resample < 0:
         raise ValueError(f"resample must be >= 0, got {resample}")

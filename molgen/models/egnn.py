@@ -1,6 +1,7 @@
 """EDM's denoiser: the E(n) equivariant graph network (EGNN) of Hoogeboom et al. (2022), on all atom pairs.
 
-The architecture follows EDM's QM9 model exactly (see docs FACTS.md, "EDM's denoiser"):
+The architecture follows EDM's QM9 model exactly (Hoogeboom et al. 2022, and the EGNN of their code, github
+ehoogeboom/e3_diffusion_for_molecules):
 
     h^0 = Linear(7 -> H)([z_h, t])                         z_h = [one-hot / 4, Z / 10], t = t_int / T
     x^0 = z_x

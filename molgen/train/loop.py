@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from molgen.batch import MoleculeBatch
-from molgen.checkpoint import check_resume_config, copy_checkpoint, load_model, save_checkpoint
+from molgen.checkpoint import check_resume_config, copy_checkpoint, load_training_state, save_checkpoint
 from molgen.config import RunConfig, save_config
 from molgen.data.sampler import RandomBatchSampler, SizeBucketBatchSampler
 from molgen.data.stats import node_count_histogram
@@ -256,7 +256,7 @@ class Trainer:
 
         Returns the other config differences (allowed, e.g. a new max_steps), as 'path: old -> new'.
         """
-        payload = load_model(path, use_ema=False).state  # the one loading path: read, migrate, check the weights
+        payload = load_training_state(path)  # read, migrate and check the weights as load_model does
         differences = check_resume_config(payload, self.config, path)
         self.load_state_dict(payload, path)
         if self.world.is_main:

@@ -12,6 +12,8 @@ from molgen.geometry.centroid import centroid, remove_centroid
 from molgen.models.egnn import EGNN, EGNNConfig
 from molgen.precision import set_precision
 
+from .rotations import orthogonal
+
 SMALL = EGNNConfig(hidden=32, layers=3)
 
 
@@ -34,15 +36,6 @@ def _model(config: EGNNConfig = SMALL, dtype: torch.dtype = torch.float64, seed:
         for block in model.blocks:
             block.update.coord_mlp[-1].weight.mul_(300.0)
     return model
-
-
-def _orthogonal(det: float, seed: int) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    q, r = torch.linalg.qr(torch.randn(3, 3, generator=generator, dtype=torch.float64))
-    q = q * torch.sign(torch.diagonal(r))  # [3, 3]
-    if torch.det(q) * det < 0:
-        q[:, 0] = -q[:, 0]
-    return q
 
 
 def test_parameter_count_matches_edm():
@@ -95,7 +88,7 @@ def test_matches_edm_equations_written_naively():
 def test_e3_equivariance(det):
     model = _model()
     z_x, z_h, t, layout = _inputs([5, 9, 3])
-    rotation = _orthogonal(det, seed=1)  # [3, 3]
+    rotation = orthogonal(1, reflect=det < 0)  # [3, 3]
     shift = torch.tensor([0.3, -1.2, 2.0], dtype=torch.float64)
     eps_x, eps_h = model(z_x, z_h, t, layout)
     eps_x2, eps_h2 = model(z_x @ rotation.T + shift, z_h, t, layout)

@@ -12,6 +12,8 @@ from molgen.batch import MoleculeLayout
 from molgen.models.ponita import PAPER_SCALE, Ponita, PonitaConfig
 from molgen.precision import set_precision
 
+from .rotations import orthogonal
+
 SMALL = PonitaConfig(orientations=8, hidden=16, layers=2, basis_dim=8, basis_hidden=8, channels_per_kernel=4)
 
 
@@ -28,12 +30,6 @@ def _inputs(num_atoms=(5, 9, 3), seed=0, dtype=torch.float64):
 def _model(config=SMALL, seed=0):
     torch.manual_seed(seed)
     return Ponita(config).double().eval()
-
-
-def _random_orthogonal(seed, reflect=False):
-    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
-    q = q * torch.sign(torch.det(q))  # a rotation
-    return q @ torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64)) if reflect else q
 
 
 def test_translation_invariance():
@@ -82,7 +78,7 @@ def test_exact_equivariance_when_the_grid_turns_with_the_input(reflect):
     model = _model()
     z_x, z_h, t, layout = _inputs()
     eps_x, eps_h = model(z_x, z_h, t, layout)
-    q = _random_orthogonal(3, reflect)
+    q = orthogonal(3, reflect)
     turned = _model()
     turned.grid.copy_(model.grid @ q.T)
     eps_xq, eps_hq = turned(z_x @ q.T, z_h, t, layout)
@@ -98,7 +94,7 @@ def _rotation_error(orientations: int) -> tuple[float, float]:
     eps_x, eps_h = model(z_x, z_h, t, layout)
     errors_x, errors_h = [], []
     for seed in range(4):
-        q = _random_orthogonal(seed, reflect=seed % 2 == 1)
+        q = orthogonal(seed, reflect=seed % 2 == 1)
         eps_xq, eps_hq = model(z_x @ q.T, z_h, t, layout)
         errors_x.append(((eps_xq - eps_x @ q.T).norm() / eps_x.norm()).item())
         errors_h.append(((eps_hq - eps_h).norm() / eps_h.norm()).item())

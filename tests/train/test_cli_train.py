@@ -1,10 +1,8 @@
-"""`molgen train`: start, refuse to overwrite, resume, one-line errors; scripts/train.py wraps it."""
+"""`molgen train`: start, refuse to overwrite, resume, one-line errors."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,8 +12,6 @@ from molgen.checkpoint import load_checkpoint
 from molgen.cli import main
 
 from .helpers import tiny_config
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()
@@ -66,13 +62,6 @@ def test_errors_are_one_line(config_file, tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", str(config_file), "--resume", "--set", "model.config.hidden=16", "--no-progress"]) == 2
     assert "config mismatch" in capsys.readouterr().err
-
-
-@pytest.mark.slow
-def test_script_wraps_the_command():
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "--help"], capture_output=True,
-                            text=True, check=True)
-    assert "--resume" in result.stdout and "--set KEY=VALUE" in result.stdout
 
 
 @pytest.mark.parametrize("signum, code", [("SIGTERM", 143), ("SIGINT", 130)])
