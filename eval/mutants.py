@@ -5,14 +5,15 @@ Usage:
     .venv/bin/python eval/mutants.py --list               # the mutants and the behaviour each one breaks
     .venv/bin/python eval/mutants.py --only loss_half,ema_frozen --jobs 2 --timeout 300
 
-The working tree is never changed: its tracked and untracked, not ignored files (`git ls-files --cached --others
---exclude-standard`) are copied into a temporary folder per job, and each mutant replaces one line there, runs
-`pytest -m "not slow" -x` with the tests against recorded golden files left out, and puts the line back. pytest
-runs in the copy with PYTHONPATH pointing at it, so the copy's molgen shadows the editable install (checked once by
-its import path), and with PYTHONDONTWRITEBYTECODE=1, so no stale bytecode outlives a mutant. A mutant whose
-original line is not found exactly once is refused. The unchanged copy must pass first (the baseline), else
-nothing is reported. A mutant is *killed* when the suite fails, *survived* when it passes, *timeout* when the suite
-runs past --timeout (killed with everything it started; not counted as killed). Run by hand; no test calls it.
+The mutants are listed in eval/mutant_list.py. The working tree is never changed: its tracked and untracked, not
+ignored files (`git ls-files --cached --others --exclude-standard`) are copied into a temporary folder per job, and
+each mutant replaces one line there, runs `pytest -m "not slow" -x` with the tests against recorded golden files
+left out, and puts the line back. pytest runs in the copy with PYTHONPATH pointing at it, so the copy's molgen
+shadows the editable install (checked once by its import path), and with PYTHONDONTWRITEBYTECODE=1, so no stale
+bytecode outlives a mutant. A mutant whose original line is not found exactly once is refused. The unchanged copy
+must pass first (the baseline), else nothing is reported. A mutant is *killed* when the suite fails, *survived* when
+it passes, *timeout* when the suite runs past --timeout (killed with everything it started; not counted as killed).
+Run by hand; no test calls it.
 """
 
 from __future__ import annotations
@@ -31,142 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from queue import Queue
 
+from mutant_list import MUTANTS, Mutant
+
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN_TESTS = ("tests/sampling/test_golden_samples.py",)  # compare against files recorded from the code itself
 PYTEST = ("-m", "pytest", "-m", "not slow", "-q", "-x", "-p", "no:cacheprovider",
           *(f"--ignore={path}" for path in GOLDEN_TESTS))
-
-
-@dataclass(frozen=True)
-class Mutant:
-    """A one-line bug: in `path`, the line `original` (exact, indentation included) becomes `mutated`."""
-
-    name: str
-    path: str
-    original: str
-    mutated: str
-    breaks: str
-
-
-MUTANTS: tuple[Mutant, ...] = (
-    # --- the behaviours of the issue's table (tests added for them) ---------------------------------------------
-    Mutant("loss_half", "molgen/diffusion/process.py",
-       "    loss_t = 0.5 * (error_x + error_h) / denominator  # [B]",
-       "    loss_t = (error_x + error_h) / denominator  # [B]",
-       "the scale of the training loss: the 1/2 dropped for t > 0"),
-    Mutant("loss_t0_branch", "molgen/diffusion/process.py",
-       "    per_molecule = torch.where(t_int == 0, loss_0, loss_t)  # [B]",
-       "    per_molecule = loss_t  # [B]",
-       "the t = 0 reconstruction term of the loss (t = 0 treated as any t)"),
-    Mutant("loss_t0_discrete", "molgen/diffusion/process.py",
-       "    loss_0 = 0.5 * error_x / denominator + (charge_0 + one_hot_0).to(dtype)  # [B]",
-       "    loss_0 = 0.5 * error_x / denominator  # [B]",
-       "the discrete feature terms of the loss at t = 0"),
-    Mutant("train_t_from_1", "molgen/train/randomness.py",
-       "        steps.append(torch.randint(0, timesteps + 1, (1,), generator=generator))  # [1]",
-       "        steps.append(torch.randint(1, timesteps + 1, (1,), generator=generator))  # [1]",
-       "t = 0 drawn in training (U{1..T} instead of U{0..T})"),
-    Mutant("loss_t_from_1", "molgen/diffusion/process.py",
-       "        t_int = torch.randint(0, schedule.timesteps + 1, (num_molecules,), device=device, generator=generator)"
-       "  # [B]",
-       "        t_int = torch.randint(1, schedule.timesteps + 1, (num_molecules,), device=device, generator=generator)"
-       "  # [B]",
-       "t = 0 drawn by diffusion_loss's own draw"),
-    Mutant("ema_frozen", "molgen/train/step.py",
-       "        self.emas.update(self.model)",
-       "        pass",
-       "the EMA updated at every step (here: never, frozen at initialisation)"),
-    Mutant("ema_every_other_step", "molgen/train/step.py",
-       "        self.emas.update(self.model)",
-       "        if step % 2 == 0: self.emas.update(self.model)",
-       "the EMA updated at every step (here: every other step)"),
-    Mutant("ema_weight_swapped", "molgen/train/ema.py",
-       "            torch._foreach_lerp_(averaged, current, 1.0 - self.decay)",
-       "            torch._foreach_lerp_(averaged, current, self.decay)",
-       "the EMA rule decay * ema + (1 - decay) * current"),
-    Mutant("nll_passes_summed", "molgen/diffusion/likelihood.py",
-       "        ) / passes  # [B]",
-       "        )  # [B]",
-       "the NLL averaged over --nll-passes (here: summed)"),
-    Mutant("final_noise_dropped", "molgen/diffusion/steps.py",
-       "    x = (z_x - sigma_t * eps_hat_x) / alpha_t + float(sigma_ve(gamma)) * eps_x  # [M, 3]",
-       "    x = (z_x - sigma_t * eps_hat_x) / alpha_t  # [M, 3]",
-       "the final step's added noise sigma_0 / alpha_0 * eps (dropped)"),
-    Mutant("final_noise_halved", "molgen/diffusion/steps.py",
-       "    x = (z_x - sigma_t * eps_hat_x) / alpha_t + float(sigma_ve(gamma)) * eps_x  # [M, 3]",
-       "    x = (z_x - sigma_t * eps_hat_x) / alpha_t + 0.5 * float(sigma_ve(gamma)) * eps_x  # [M, 3]",
-       "the final step's added noise sigma_0 / alpha_0 * eps (halved)"),
-    Mutant("inpaint_gamma_t", "molgen/diffusion/inpainting.py",
-       "        state = replace_fixed(info.state, fixed, gamma_s, generator)",
-       "        state = replace_fixed(info.state, fixed, gamma_t, generator)",
-       "inpainting's fixed atoms noised at gamma_s, the time reached (here: gamma_t)"),
-    Mutant("cli_raw_by_default", "molgen/cli_sampling.py",
-       "                          use_ema=not args.raw_weights, precision=args.precision, threads=args.threads,",
-       "                          use_ema=args.raw_weights, precision=args.precision, threads=args.threads,",
-       "`molgen sample` uses the EMA weights unless --raw-weights"),
-    Mutant("ema_never_loaded", "molgen/checkpoint.py",
-       '        model.load_state_dict(payload["ema" if use_ema else "model"])',
-       '        model.load_state_dict(payload["model"])',
-       "sampling loads the checkpoint's EMA weights"),
-    Mutant("bf16_no_autocast_dtype", "molgen/precision.py",
-       '    return torch.bfloat16 if precision == "bf16" else None',
-       "    return None",
-       "bf16 autocast applied when bf16 is asked for"),
-    Mutant("bf16_ponita_no_autocast", "molgen/models/ponita.py",
-       "        with autocast(z_x.device, self.autocast_dtype):",
-       "        with autocast(z_x.device, None):",
-       "bf16 autocast applied in PONITA's network"),
-    Mutant("omp_ignored", "molgen/threads.py",
-       '    if threads is None and os.environ.get("OMP_NUM_THREADS"):',
-       "    if False:",
-       "OMP_NUM_THREADS left in force"),
-    # --- bugs the suite already caught when the issue was filed --------------------------------------------------
-    Mutant("pair_invariant_sign", "molgen/geometry/invariants.py",
-       "    rel = x.unsqueeze(1) - x.unsqueeze(2)  # [B, N, N, 3]: rel[b, i, j] = x_j - x_i",
-       "    rel = x.unsqueeze(2) - x.unsqueeze(1)  # [B, N, N, 3]: rel[b, i, j] = x_j - x_i",
-       "the sign of PONITA's pair invariant a = o^T (x_j - x_i)"),
-    Mutant("spherical_no_1_over_O", "molgen/nn/conv.py",
-       '    return torch.einsum("opc,bonc->bpnc", k2, f1.to(k2.dtype)) / k2.shape[0]  # [B, P, N, C]',
-       '    return torch.einsum("opc,bonc->bpnc", k2, f1.to(k2.dtype))  # [B, P, N, C]',
-       "the 1/O of the spherical convolution"),
-    Mutant("bond_margins", "molgen/chem/bonds.py",
-       "MARGINS: tuple[int, int, int] = (10, 5, 3)",
-       "MARGINS: tuple[int, int, int] = (10, 3, 5)",
-       "EDM's bond margins (10, 5, 3) pm"),
-    Mutant("valence_at_most", "molgen/chem/bonds.py",
-       "    return order.sum(axis=1) == ALLOWED_VALENCE_BY_TYPE[np.asarray(atom_types, dtype=np.intp)]  # [N]",
-       "    return order.sum(axis=1) <= ALLOWED_VALENCE_BY_TYPE[np.asarray(atom_types, dtype=np.intp)]  # [N]",
-       "atom stability: bond-order sum == valence (here: <=)"),
-    Mutant("resume_without_emas", "molgen/train/state.py",
-       '        initialised = trainer.emas.load_state_dict(payload["emas"])',
-       "        initialised = []",
-       "the EMAs restored on resume"),
-    Mutant("nll_no_factor_T", "molgen/diffusion/likelihood.py",
-       "    weight = schedule.timesteps * 0.5 * torch.expm1(gamma_t - gamma_s)  # [B]",
-       "    weight = 0.5 * torch.expm1(gamma_t - gamma_s)  # [B]",
-       "the factor T of the NLL's diffusion term"),
-    Mutant("ancestral_noise_scale", "molgen/diffusion/samplers.py",
-       "    noise_scale = math.sqrt(sigma2_ts) * sigma_s / sigma_t",
-       "    noise_scale = math.sqrt(sigma2_ts)",
-       "the ancestral sampler's noise scale sigma_{t|s} sigma_s / sigma_t"),
-    # --- more plausible slips ------------------------------------------------------------------------------------
-    Mutant("nll_subspace_dim", "molgen/diffusion/likelihood.py",
-       "    return (num_atoms - 1) * 3",
-       "    return num_atoms * 3",
-       "the (N - 1) * 3 dimensions of the zero-centroid position subspace in the NLL"),
-    Mutant("charge_truncated", "molgen/diffusion/process.py",
-       "    charge = torch.round(h[:, NUM_TYPES] * NORM_VALUES[2]).long()  # [M]",
-       "    charge = (h[:, NUM_TYPES] * NORM_VALUES[2]).long()  # [M]",
-       "the decoded charge rounded (here: truncated)"),
-    Mutant("ponita_vector_scale", "molgen/models/ponita.py",
-       "        vector = 3.0 * (out[..., NUM_FEATURES:] * grid.view(1, -1, 1, 3)).mean(dim=1)  # [B, N, 3]",
-       "        vector = (out[..., NUM_FEATURES:] * grid.view(1, -1, 1, 3)).mean(dim=1)  # [B, N, 3]",
-       "PONITA's eps_x = (3/O) sum_o f(o) o"),
-    Mutant("clip_variance_for_std", "molgen/train/clipping.py",
-       "        return 1.5 * mean + 2.0 * math.sqrt(variance)",
-       "        return 1.5 * mean + 2.0 * variance",
-       "EDM's clipping threshold 1.5 mean + 2 std"),
-)
 
 
 # ------------------------------------------------------------------------------------------------ the copy

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+REPOSITORY = Path(__file__).resolve().parents[1]  # the tree whose molgen the tests check
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +76,9 @@ sys.meta_path.insert(0, _Missing())
 @pytest.fixture()
 def environment_without(tmp_path):
     """env = environment_without("rdkit", "qm9pack"): a subprocess environment in which those packages cannot be
-    imported (a sitecustomize refuses them) and the QM9 cache folder is empty, on one thread."""
+    imported (a sitecustomize refuses them) and the QM9 cache folder is empty, on one thread. The repository the tests
+    run from comes next on PYTHONPATH, so the child imports its molgen and not another one installed in editable
+    mode."""
     import os
 
     def environment(*packages: str) -> dict[str, str]:
@@ -80,6 +86,7 @@ def environment_without(tmp_path):
         site.mkdir(exist_ok=True)
         cache.mkdir(exist_ok=True)
         (site / "sitecustomize.py").write_text(_BLOCK_IMPORTS.format(blocked=tuple(packages)))
-        return {**os.environ, "PYTHONPATH": str(site), "MOLGEN_CACHE_DIR": str(cache), "OMP_NUM_THREADS": "1"}
+        path = os.pathsep.join(filter(None, [str(site), str(REPOSITORY), os.environ.get("PYTHONPATH")]))
+        return {**os.environ, "PYTHONPATH": path, "MOLGEN_CACHE_DIR": str(cache), "OMP_NUM_THREADS": "1"}
 
     return environment
