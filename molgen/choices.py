@@ -71,7 +71,8 @@ SAMPLER_TABLE: dict[str, SamplerSpec] = {
 }
 SAMPLERS: tuple[str, ...] = tuple(SAMPLER_TABLE)
 # The default: the best molecule stability measured on the shipped checkpoint (eval/qm9_checkpoint_eval.md): EDM's
-# ancestral sampler on 100 strided steps beat ancestral 50 and Heun 20 and 40 (Heun 40 with churn 5 came close).
+# ancestral sampler on 100 strided steps beat ancestral 50 and Heun 20 and 40 (Heun 40 with churn 5 came close),
+# and DPM-Solver++(2M) at 20, 50 and 100 steps (eval/sampler_comparison.md).
 DEFAULT_SAMPLER = "ancestral"
 DEFAULT_STEPS: dict[str, int] = {name: spec.default_steps for name, spec in SAMPLER_TABLE.items()}
 
