@@ -5,7 +5,8 @@ them read them from here.
 SAMPLER_TABLE: every sampler by name, with where its function and time grid live, its default steps and what it
 supports; adding a sampler is one file under `molgen/diffusion/` plus one entry here. PRECISIONS: `molgen.precision`;
 MAX_RESAMPLE: the most RePaint round trips per step `SampleSettings` takes; MAX_SEED: the largest seed
-`torch.Generator.manual_seed` takes (seeds run from 0 to 2^64 - 1).
+`torch.Generator.manual_seed` takes (seeds run from 0 to 2^64 - 1); LOSS_WEIGHTINGS and TIME_SAMPLINGS: the training
+loss's weightings and draws of t.
 """
 
 from __future__ import annotations
@@ -95,6 +96,9 @@ def precision_problem(name: object) -> str | None:
 MAX_RESAMPLE = 100  # RePaint round trips per step around a fragment, at most (R + 1 network calls per step)
 
 MAX_SEED = 2**64 - 1
+
+LOSS_WEIGHTINGS = ("edm", "min_snr", "clamped_snr")  # train.loss_weighting: molgen.diffusion.weighting
+TIME_SAMPLINGS = ("uniform", "importance")  # train.time_sampling: molgen.train.timesampling
 
 
 def seed_problem(seed: object) -> str | None:

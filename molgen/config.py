@@ -17,10 +17,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from molgen.choices import MAX_SEED, PRECISIONS, SAMPLERS
+from molgen.choices import LOSS_WEIGHTINGS, MAX_SEED, PRECISIONS, SAMPLERS, TIME_SAMPLINGS
 from molgen.configbase import (
     DictConfig,
     apply_override,
+    as_distinct_fractions,
     as_integer,
     as_number,
     check_bool,
@@ -192,6 +193,10 @@ class TrainConfig(DictConfig):
         device: "auto" (cuda if available, else cpu), "cpu", "cuda", "cuda:N".
         threads: torch intra-op threads (None: the cores this process may use, molgen.threads).
         precision: "auto" (bf16 autocast where the hardware has native bf16, else fp32), "fp32" or "bf16".
+        loss_weighting: the multiplier of each ε-L2 term at t > 0 (molgen.diffusion.weighting): "edm" (1, EDM's),
+            "min_snr" (min(SNR, min_snr_gamma) / SNR) or "clamped_snr" (clamp(SNR, 0.05, 1.5) / SNR).
+        time_sampling: "uniform" (EDM's) or "importance": t from a proposal q refitted every importance_refit_every
+            steps to the last importance_history losses per t, terms weighted by p / q (molgen.train.timesampling).
     """
 
     SECTION = "train"
@@ -226,6 +231,11 @@ class TrainConfig(DictConfig):
     device: str = "auto"
     threads: int | None = None
     precision: str = "auto"  # one of molgen.choices.PRECISIONS
+    loss_weighting: str = "edm"  # one of molgen.choices.LOSS_WEIGHTINGS
+    min_snr_gamma: float = 5.0
+    time_sampling: str = "uniform"  # one of molgen.choices.TIME_SAMPLINGS
+    importance_history: int = 10
+    importance_refit_every: int = 10
 
     def __post_init__(self) -> None:
         s = "train"
@@ -233,7 +243,8 @@ class TrainConfig(DictConfig):
             "seed": 0, "warmup_steps": 0, "warmup_molecules": 0, "rewarmup_molecules": 0, "cooldown_molecules": 0,
             "max_steps": 1, "checkpoint_every": 1, "log_every": 1, "eval_every": 0,
             "eval_molecules": 1, "eval_seed": 0, "sample_every": 0, "sample_count": 1, "sample_steps": 1,
-            "sample_batch_size": 1, "sample_seed": 0, "max_consecutive_nonfinite": 1,
+            "sample_batch_size": 1, "sample_seed": 0, "max_consecutive_nonfinite": 1, "importance_history": 1,
+            "importance_refit_every": 1,
         }
         for name, lowest in integers.items():
             value = as_integer(s, name, getattr(self, name))
@@ -243,15 +254,16 @@ class TrainConfig(DictConfig):
         for name in ("seed", "eval_seed", "sample_seed"):
             if getattr(self, name) > MAX_SEED:
                 raise ValueError(f"{s}.{name} must be an integer from 0 to 2**64 - 1, got {getattr(self, name)}")
-        for name in ("lr", "min_lr", "weight_decay"):
+        for name in ("lr", "min_lr", "weight_decay", "min_snr_gamma"):
             set_field(self, name, as_number(s, name, getattr(self, name)))
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"{s}.lr must be a finite number > 0, got {self.lr}")
+        for name in ("lr", "min_snr_gamma"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise ValueError(f"{s}.{name} must be a finite number > 0, got {getattr(self, name)}")
         if not (math.isfinite(self.min_lr) and 0 <= self.min_lr <= self.lr):
             raise ValueError(f"{s}.min_lr must lie in [0, lr = {self.lr}], got {self.min_lr}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ValueError(f"{s}.weight_decay must be a finite number >= 0, got {self.weight_decay}")
-        set_field(self, "ema_decays", _ema_decays(self.ema_decays))
+        set_field(self, "ema_decays", as_distinct_fractions(s, "ema_decays", self.ema_decays))
         if self.warmup_steps and self.warmup_molecules:
             raise ValueError(f"{s}.warmup_molecules and {s}.warmup_steps: set one of them (the other 0)")
         if self.cooldown_molecules and not self.min_lr < self.lr:
@@ -280,6 +292,8 @@ class TrainConfig(DictConfig):
             if self.threads < 1:
                 raise ValueError(f"{s}.threads must be an integer >= 1 or null, got {self.threads}")
         check_choice(s, "precision", self.precision, PRECISIONS)
+        check_choice(s, "loss_weighting", self.loss_weighting, LOSS_WEIGHTINGS)
+        check_choice(s, "time_sampling", self.time_sampling, TIME_SAMPLINGS)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict of the fields (betas as a list)."""
@@ -287,18 +301,6 @@ class TrainConfig(DictConfig):
         values["betas"] = list(self.betas)
         values["ema_decays"] = list(self.ema_decays)
         return values
-
-
-def _ema_decays(values: Any) -> tuple[float, ...]:
-    """train.ema_decays as a tuple of distinct numbers in [0, 1); ValueError naming the field otherwise."""
-    if isinstance(values, (int, float, str)) and not isinstance(values, bool):
-        values = [values]
-    if not isinstance(values, (list, tuple)) or not values:
-        raise ValueError(f"train.ema_decays must be a list of numbers in [0, 1), got {values!r}")
-    decays = tuple(as_number("train", "ema_decays", value) for value in values)
-    if not all(0 <= d < 1 for d in decays) or len(set(decays)) != len(decays):
-        raise ValueError(f"train.ema_decays must be distinct numbers in [0, 1), got {list(decays)}")
-    return decays
 
 
 @dataclass(frozen=True)

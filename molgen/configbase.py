@@ -53,6 +53,18 @@ def as_integer(section: str, name: str, value: Any) -> int:
     return value
 
 
+def as_distinct_fractions(section: str, name: str, values: Any) -> tuple[float, ...]:
+    """A number or a list of distinct numbers in [0, 1) as a tuple; ValueError naming the field otherwise."""
+    if isinstance(values, (int, float, str)) and not isinstance(values, bool):
+        values = [values]
+    if not isinstance(values, (list, tuple)) or not values:
+        raise ValueError(f"{section}.{name} must be a list of numbers in [0, 1), got {values!r}")
+    numbers = tuple(as_number(section, name, value) for value in values)
+    if not all(0 <= n < 1 for n in numbers) or len(set(numbers)) != len(numbers):
+        raise ValueError(f"{section}.{name} must be distinct numbers in [0, 1), got {list(numbers)}")
+    return numbers
+
+
 def check_bool(section: str, name: str, value: Any) -> None:
     """ValueError naming the field unless `value` is a bool."""
     if not isinstance(value, bool):

@@ -17,6 +17,7 @@ from torch import Tensor
 from molgen.batch import MoleculeBatch, MoleculeLayout
 from molgen.diffusion.discrete import neg_log_p_charge_given_z0, neg_log_p_one_hot_given_z0
 from molgen.diffusion.schedule import NoiseSchedule, alpha, sigma
+from molgen.diffusion.weighting import loss_weight
 from molgen.elements import ELEMENTS, NORM_VALUES, NUM_FEATURES
 from molgen.geometry.centroid import remove_centroid
 
@@ -135,6 +136,8 @@ def diffusion_loss(
     t_int: Tensor | None = None,
     noise: tuple[Tensor, Tensor] | None = None,
     padded_atoms: int | None = None,
+    weighting: str = "edm",
+    min_snr_gamma: float = 5.0,
 ) -> DiffusionLoss:
     """EDM's l2 training loss (EDM Alg. 1 with its QM9 settings) in the batch's position dtype.
 
@@ -147,6 +150,7 @@ def diffusion_loss(
       - normalization="padded": N = the largest molecule in the batch, EDM's padded normalisation (or
         `padded_atoms`: a data-parallel shard passes the largest molecule of the whole batch).
     The constant terms of EDM's printed training loss (kl_prior, -log p(N)) have no gradient and are left out.
+    `weighting` (molgen.diffusion.weighting; min_snr with `min_snr_gamma`) multiplies the terms at t > 0.
 
     Args:
         t_int: optional steps [B] (else drawn from the generator); noise: optional (eps_x [M, 3], eps_h [M, 6]).
@@ -171,6 +175,8 @@ def diffusion_loss(
     per_molecule_n = num_atoms if normalization == "molecule" else padded_n.expand_as(num_atoms)  # [B]
     denominator = STATE_DIM * per_molecule_n  # [B]
     loss_t = 0.5 * (error_x + error_h) / denominator  # [B]
+    if weighting != "edm":  # EDM's weight is 1: its loss stays bit for bit as it was
+        loss_t = loss_t * loss_weight(gamma_t, weighting, min_snr_gamma).to(dtype)  # [B]
     charge_0, one_hot_0 = neg_log_p_h_given_z0(z_h, batch, sigma(schedule.gamma_table[0]))  # [B], [B]
     loss_0 = 0.5 * error_x / denominator + (charge_0 + one_hot_0).to(dtype)  # [B]
     per_molecule = torch.where(t_int == 0, loss_0, loss_t)  # [B]

@@ -69,6 +69,7 @@ class OptimisationStep:
         world: the processes of the run.
         train: the run's training settings (adaptive_clipping, max_consecutive_nonfinite).
         normalization: the loss normalisation (config.diffusion.normalization).
+        The loss weighting (train.loss_weighting, train.min_snr_gamma) multiplies the terms at t > 0.
 
     Attributes:
         clipper: EDM's adaptive clipping and its history of gradient norms.
@@ -82,6 +83,7 @@ class OptimisationStep:
         self.model, self.parallel_model, self.schedule = model, parallel_model, schedule
         self.parameters, self.optimizer, self.emas, self.world = parameters, optimizer, emas, world
         self.adaptive_clipping, self.normalization = train.adaptive_clipping, normalization
+        self.weighting = {"weighting": train.loss_weighting, "min_snr_gamma": train.min_snr_gamma}
         self.max_consecutive_nonfinite = train.max_consecutive_nonfinite
         self.clipper = AdaptiveClipper()
         self.consecutive_nonfinite = 0
@@ -97,7 +99,7 @@ class OptimisationStep:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
         loss = diffusion_loss(self.parallel_model, self.schedule, batch, normalization=self.normalization, t_int=t_int,
-                              noise=noise, padded_atoms=padded_atoms).loss
+                              noise=noise, padded_atoms=padded_atoms, **self.weighting).loss
         loss_value, grad_norm = mean_over_processes(loss, self.world), math.nan
         if math.isfinite(loss_value):
             loss.backward()  # DistributedDataParallel averages the gradients over the processes
