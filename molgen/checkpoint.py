@@ -17,6 +17,7 @@ A checkpoint (format 3) is a dict saved with `torch.save`:
   rng             torch (CPU and CUDA), Python and NumPy generator states
   metrics         list of dicts: the evaluation and sample-metric records so far
   best_nll        the best validation NLL so far (None before the first evaluation)
+  time_sampler    importance-sampled t's proposal and history of losses (molgen.train.timesampling), or None
 
 Older formats are migrated on load (format 0: the model weights under "model_state", no metrics, best_nll or
 skipped_steps; format 1: bf16 autocast was a model setting, `model.config.autocast_bf16`, now a run-time

@@ -18,7 +18,7 @@ from torch import Tensor
 from molgen.batch import MoleculeBatch
 from molgen.errors import MolgenError
 from molgen.geometry.centroid import remove_centroid
-from molgen.train.randomness import per_sample_noise, per_sample_rotations
+from molgen.train.randomness import per_sample_noise, per_sample_rotations, per_sample_uniforms
 
 
 class FirstMolecules:
@@ -58,17 +58,20 @@ class StepBatches:
         device: where the step runs.
         prefetch: prepare the next batch on a background thread while a step trains.
         random_rotation: turn every molecule by its own random rotation (`per_sample_rotations`) each step.
+        time_sampler: an `ImportanceSampler` (molgen.train.timesampling) to draw t from, else t ~ U{0..T}. What is
+            prepared ahead holds uniforms u (`per_sample_uniforms`); `prepare` maps them to t by the current proposal.
     """
 
     def __init__(self, dataset, seed: int, timesteps: int, device: torch.device, prefetch: bool,
-                 random_rotation: bool = False) -> None:
+                 random_rotation: bool = False, time_sampler=None) -> None:
         self.dataset, self.seed, self.timesteps, self.device = dataset, seed, timesteps, device
-        self.random_rotation = random_rotation
+        self.random_rotation, self.time_sampler = random_rotation, time_sampler
         self.num_atoms = [int(n) for n in dataset.num_atoms]  # per dataset index, for the noise
         self.prefetcher = Prefetcher(self.prepare_host) if prefetch else None
 
-    def prepare_host(self, indices: Tensor, step: int) -> tuple[MoleculeBatch, Tensor, Tensor]:
-        """On the CPU: the molecules at `indices`, their steps t_int [B] and noise eps [M, 9]."""
+    def prepare_host(self, indices: Tensor, step: int) -> tuple[MoleculeBatch, Tensor, Tensor, Tensor | None]:
+        """On the CPU: the molecules at `indices`, their steps t_int [B] ~ U{0..T}, noise eps [M, 9] and, with a
+        time sampler, the uniforms u [B] that `prepare` maps to their steps."""
         batch = self.dataset.batch(indices)
         index_list = indices.tolist()
         t_int, eps = per_sample_noise(self.seed, step, index_list, [self.num_atoms[i] for i in index_list],
@@ -76,12 +79,15 @@ class StepBatches:
         if self.random_rotation:
             rotation = per_sample_rotations(self.seed, step, index_list, batch.x.dtype)  # [B, 3, 3]
             batch = batch.with_positions(torch.einsum("mij,mj->mi", rotation[batch.batch], batch.x))  # [M, 3]
-        return batch, t_int, eps
+        u = per_sample_uniforms(self.seed, step, index_list) if self.time_sampler is not None else None  # [B]
+        return batch, t_int, eps, u
 
     def prepare(self, indices: Tensor, step: int) -> tuple[MoleculeBatch, Tensor, tuple[Tensor, Tensor]]:
         """The molecules at `indices` on the device, their steps t_int [B] and noise (eps_x [M, 3], eps_h [M, 6])."""
         host = self.prefetcher.get(indices, step) if self.prefetcher else self.prepare_host(indices, step)
-        batch, t_int, eps = host
+        batch, t_int, eps, u = host
+        if u is not None:
+            t_int = self.time_sampler.steps(u)  # [B] from the proposal in force at this step
         non_blocking = self.device.type == "cuda"
         batch = batch.to(self.device) if batch.x.device != self.device else batch
         t_int = t_int.to(self.device, non_blocking=non_blocking)  # [B]

@@ -110,6 +110,15 @@ def mean_over_processes(value: Tensor, world: World) -> float:
     return float(total) / world.size
 
 
+def gather_over_processes(value: Tensor, world: World) -> Tensor:
+    """Every process's `value` [n, ...] (the same shape in all), concatenated in rank order -> [W * n, ...]."""
+    if not world.distributed:
+        return value
+    gathered = [torch.empty_like(value) for _ in range(world.size)]
+    dist.all_gather(gathered, value.contiguous())
+    return torch.cat(gathered)
+
+
 def any_process(flags: list[bool], world: World, device: torch.device) -> list[bool]:
     """Each flag, true if it is true in any process (so that all processes stop at the same step)."""
     if not world.distributed:

@@ -108,7 +108,7 @@ class Trainer:
         self.lr_schedule = build_schedule(tc, batch_size)
         use_prefetch = self.device.type == "cuda" if prefetch is None else prefetch
         self.batches = StepBatches(self.train_set, tc.seed, config.diffusion.timesteps, self.device, use_prefetch,
-                                   config.data.random_rotation)
+                                   config.data.random_rotation, self.optimisation.time_sampler)
         self.checks = PeriodicChecks(config, self.schedule, valid_set, self.device)
         self.notes = Notes(self.world.is_main, progress)
         self.stop = StopRequest(self._note)

@@ -6,6 +6,8 @@
   (`per_sample_noise`), so a batch's randomness depends neither on the batch nor on the process that takes it;
 - each molecule's random rotation at a step (with data.random_rotation): a second generator seeded by the same
   position in its own stream (`per_sample_rotations`), so turning the option on leaves every t and noise as it was;
+- with importance-sampled t (train.time_sampling), each molecule's uniform u at a step: a third stream
+  (`per_sample_uniforms`), mapped to t by the step's proposal (molgen.train.timesampling);
 - the validation NLL and the in-training samples: their own fixed seeds (train.eval_seed, train.sample_seed).
 
 Checkpoints also keep the states of the global generators (torch CPU and CUDA, Python, NumPy: `capture_rng`,
@@ -80,6 +82,21 @@ def per_sample_rotations(seed: int, step: int, indices: Sequence[int], dtype: to
         generator.manual_seed(sample_seed(seed, step, index) ^ ROTATION_STREAM)
         rotations.append(random_rotations(1, generator, dtype, "cpu"))  # [1, 3, 3]
     return torch.cat(rotations)  # [B, 3, 3]
+
+
+TIME_STREAM = 0x7_1E_57E9  # tells the seeds of importance sampling's uniforms apart from the others
+
+
+def per_sample_uniforms(seed: int, step: int, indices: Sequence[int]) -> Tensor:
+    """Each molecule's u ~ U[0, 1) at `step` [B] float64 on the CPU, for importance-sampled t
+    (molgen.train.timesampling): molecule `index` draws from a generator seeded with
+    `sample_seed(seed, step, index) ^ TIME_STREAM`, so its t ~ U{0..T}, noise and rotation stay as they were."""
+    generator = torch.Generator()
+    uniforms = []
+    for index in indices:
+        generator.manual_seed(sample_seed(seed, step, index) ^ TIME_STREAM)
+        uniforms.append(torch.rand(1, generator=generator, dtype=torch.float64))  # [1]
+    return torch.cat(uniforms)  # [B]
 
 
 def capture_rng() -> dict[str, Any]:

@@ -18,6 +18,7 @@ from molgen.train.schedule import build_schedule
 
 def trainer_state(trainer) -> dict[str, Any]:
     """The checkpoint payload of a `molgen.train.loop.Trainer`."""
+    sampler = trainer.optimisation.time_sampler
     return {
         "format_version": CHECKPOINT_FORMAT,
         "molgen_version": __version__,
@@ -39,6 +40,7 @@ def trainer_state(trainer) -> dict[str, Any]:
         "molecules": trainer.molecules,
         "rewarmup_start": trainer.lr_schedule.rewarmup_start,
         "cooldown_start": trainer.lr_schedule.cooldown_start,
+        "time_sampler": None if sampler is None else sampler.state_dict(),
     }
 
 
@@ -68,5 +70,7 @@ def restore_trainer_state(trainer, payload: dict[str, Any], path: str | Path = "
     trainer.metrics = [dict(m) for m in payload["metrics"]]
     trainer.best_nll = payload["best_nll"]
     restore_rng(payload.get("rng") or {})
+    if trainer.optimisation.time_sampler is not None:  # a run without one, or of another T or K, starts it afresh
+        trainer.optimisation.time_sampler.load_state_dict(payload.get("time_sampler"))
     if initialised:
         trainer._note(f"EMAs {', '.join(initialised)} start as copies of the checkpoint's nearest EMA")

@@ -22,8 +22,9 @@ from molgen.config import TrainConfig
 from molgen.diffusion import diffusion_loss
 from molgen.errors import MolgenError
 from molgen.train.clipping import AdaptiveClipper, global_grad_norm, scale_gradients
-from molgen.train.distributed import World, mean_over_processes
+from molgen.train.distributed import World, gather_over_processes, mean_over_processes
 from molgen.train.ema import EMASet
+from molgen.train.timesampling import ImportanceSampler
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +70,12 @@ class OptimisationStep:
         world: the processes of the run.
         train: the run's training settings (adaptive_clipping, max_consecutive_nonfinite).
         normalization: the loss normalisation (config.diffusion.normalization).
-        The loss weighting (train.loss_weighting, train.min_snr_gamma) multiplies the terms at t > 0.
+        The loss weighting (train.loss_weighting, train.min_snr_gamma) multiplies the terms at t > 0; with
+        train.time_sampling = "importance" each molecule's term is also weighted by p / q of its t.
 
     Attributes:
         clipper: EDM's adaptive clipping and its history of gradient norms.
+        time_sampler: the proposal of importance-sampled t and its history of losses (None: t ~ U{0..T}).
         consecutive_nonfinite: steps skipped in a row as non-finite.
         skipped_steps: steps skipped in all.
     """
@@ -86,6 +89,9 @@ class OptimisationStep:
         self.weighting = {"weighting": train.loss_weighting, "min_snr_gamma": train.min_snr_gamma}
         self.max_consecutive_nonfinite = train.max_consecutive_nonfinite
         self.clipper = AdaptiveClipper()
+        self.time_sampler = (ImportanceSampler(schedule.timesteps, train.importance_history,
+                                               train.importance_refit_every)
+                             if train.time_sampling == "importance" else None)
         self.consecutive_nonfinite = 0
         self.skipped_steps = 0
 
@@ -98,14 +104,18 @@ class OptimisationStep:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
-        loss = diffusion_loss(self.parallel_model, self.schedule, batch, normalization=self.normalization, t_int=t_int,
-                              noise=noise, padded_atoms=padded_atoms, **self.weighting).loss
+        per_molecule = diffusion_loss(self.parallel_model, self.schedule, batch, normalization=self.normalization,
+                                      t_int=t_int, noise=noise, padded_atoms=padded_atoms,
+                                      **self.weighting).per_molecule  # [B]
+        loss = self._objective(per_molecule, t_int)
         loss_value, grad_norm = mean_over_processes(loss, self.world), math.nan
         if math.isfinite(loss_value):
             loss.backward()  # DistributedDataParallel averages the gradients over the processes
             norm = global_grad_norm(self.parameters)  # [] raw global norm
             grad_norm = float(norm)
-        if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
+        finite = math.isfinite(loss_value) and math.isfinite(grad_norm)
+        self._record_times(t_int, per_molecule if finite else None, step)
+        if not finite:
             self._skip(step, "loss" if not math.isfinite(loss_value) else "gradient norm")
             return Update(loss_value, grad_norm, None, False, True)
         threshold, clipped = self._clip(grad_norm, norm)
@@ -113,6 +123,21 @@ class OptimisationStep:
         self.emas.update(self.model)
         self.consecutive_nonfinite = 0
         return Update(loss_value, grad_norm, threshold, clipped, False)
+
+    def _objective(self, per_molecule: Tensor, t_int: Tensor) -> Tensor:
+        """The mean over the molecules [B] of their losses, each weighted by p / q of its t when t is drawn from q."""
+        if self.time_sampler is None:
+            return per_molecule.mean()
+        return (self.time_sampler.weights(t_int).to(per_molecule.dtype) * per_molecule).mean()
+
+    def _record_times(self, t_int: Tensor, per_molecule: Tensor | None, step: int) -> None:
+        """Give the importance sampler every process's losses at their t (None: the step was skipped)."""
+        if self.time_sampler is None:
+            return
+        if per_molecule is not None:
+            t_int = gather_over_processes(t_int, self.world)  # [B] the global batch, in rank order
+            per_molecule = gather_over_processes(per_molecule.detach(), self.world)  # [B]
+        self.time_sampler.record(t_int, per_molecule, step)
 
     def _skip(self, step: int, what: str) -> None:
         """Drop the gradients of a step whose `what` is not finite, and count it."""

@@ -36,7 +36,8 @@ def test_batches_are_turned_and_their_noise_is_unchanged(qm9_splits):
     train, indices = qm9_splits["train"], torch.tensor([0, 5, 9])
     plain = StepBatches(train, 0, 1000, torch.device("cpu"), prefetch=False)
     turned = StepBatches(train, 0, 1000, torch.device("cpu"), prefetch=False, random_rotation=True)
-    (batch, t_int, eps), (rotated, t_rot, eps_rot) = plain.prepare_host(indices, 4), turned.prepare_host(indices, 4)
+    batch, t_int, eps, _ = plain.prepare_host(indices, 4)
+    rotated, t_rot, eps_rot, _ = turned.prepare_host(indices, 4)
     assert torch.equal(t_int, t_rot) and torch.equal(eps, eps_rot)
     assert not torch.allclose(batch.x, rotated.x)
     for start, end in zip(batch.ptr[:-1].tolist(), batch.ptr[1:].tolist()):
