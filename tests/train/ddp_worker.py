@@ -4,7 +4,7 @@
 
 Trains the config's model in float64 on a data export, with EDM's clipping history starting at [NORM] (small: the
 first steps are clipped); every process then writes OUT/rank<r>.pt with its weights, EMA and clipping history
-(process 0 also writes the run's own files).
+and, with importance-sampled t, its proposal (process 0 also writes the run's own files).
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def main(config_path: str, export_path: str, out: str, first_norm: str) -> None:
         trainer = float64_trainer(load_config(config_path), export_path, float(first_norm), world)
         trainer.run()
         state = {"model": trainer.model.state_dict(), "ema": trainer.ema.state_dict(),
-                 "clip_history": trainer.clipper.history, "step": trainer.step}
+                 "clip_history": trainer.clipper.history, "step": trainer.step,
+                 "time_sampler": trainer.state_dict()["time_sampler"]}
         save_checkpoint(state, Path(out) / f"rank{world.rank}.pt")
 
 

@@ -117,6 +117,29 @@ def test_torchrun_molgen_train(tiny_export, tmp_path, capsys):
     torch.testing.assert_close(ddp["model"], single["model"], rtol=0, atol=4e-4)
 
 
+@pytest.mark.slow
+def test_two_processes_share_one_importance_proposal(tiny_export, tmp_path):
+    """Importance-sampled t: every process records the losses of the whole global batch, so both hold the same
+    proposal and history after every step, and the same as one process on the same batches (T = 9: every t has
+    its one loss of history after the first steps, and the proposal moves off uniform)."""
+    settings = {"time_sampling": "importance", "importance_history": 1, "importance_refit_every": 1, "eval_every": 0}
+    config = ddp_config(tmp_path / "ddp", **settings).replace({"diffusion.timesteps": 9})
+    (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
+    torchrun(str(WORKER), str(tmp_path / "config.json"), str(tiny_export), str(tmp_path), "3000", cwd=tmp_path)
+
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert_same_state(rank0, rank1, "ranks")
+    single_config = ddp_config(tmp_path / "single", **settings).replace({"diffusion.timesteps": 9})
+    single = float64_trainer(single_config, tiny_export, first_norm=3000)
+    single.run(max_steps=4)
+    sampler = single.optimisation.time_sampler.state_dict()
+    assert torch.equal(rank0["time_sampler"]["counts"], sampler["counts"]) and int(sampler["counts"].sum()) == 64
+    torch.testing.assert_close(rank0["time_sampler"]["losses"], sampler["losses"], rtol=1e-10, atol=0)
+    torch.testing.assert_close(rank0["time_sampler"]["proposal"], sampler["proposal"], rtol=1e-10, atol=0)
+    assert float(sampler["proposal"].max() / sampler["proposal"].min()) > 1.01
+    torch.testing.assert_close(rank0["model"], single.model.state_dict(), rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("normalization", ["molecule", "padded"])
 def test_shard_losses_average_to_the_batch_loss(tiny_export, normalization):
     """What the equivalence rests on: the mean of equal shards' losses is the loss of the whole batch."""
