@@ -285,8 +285,8 @@ class TrainConfig(DictConfig):
         check_bool(s, "adaptive_clipping", self.adaptive_clipping)
         check_choice(s, "sample_sampler", self.sample_sampler, SAMPLERS)
         if not isinstance(self.device, str) or not _DEVICE.match(self.device):
-            raise ValueError(f"{s}.device must be 'auto', 'cpu', 'cuda' or 'cuda:N' (molgen runs on CPUs and CUDA "
-                             f"GPUs); got {self.device!r}")
+            from molgen.device import not_available  # torch, only for this message
+            raise ValueError(f"{s}.{not_available(self.device)}")
         if self.threads is not None:
             set_field(self, "threads", as_integer(s, "threads", self.threads))
             if self.threads < 1:

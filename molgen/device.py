@@ -25,5 +25,10 @@ def resolve_device(name: str) -> torch.device:
         device = None
     if device is not None and (device.type == "cpu" or f"{device.type}:{device.index or 0}" in available):
         return device
-    raise MolgenError(f"device {name!r} is not available here; the devices here are: auto, {', '.join(available)} "
-                      "(molgen runs on CPUs and CUDA GPUs)")
+    raise MolgenError(not_available(name))
+
+
+def not_available(name: object) -> str:
+    """The one line for a device that molgen cannot use here, naming the ones it can."""
+    return (f"device {name!r} is not available here; the devices here are: auto, {', '.join(available_devices())} "
+            "(molgen runs on CPUs and CUDA GPUs)")

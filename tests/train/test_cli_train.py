@@ -97,7 +97,8 @@ def _one_line(capsys) -> str:
      "train.seed must be an integer from 0 to 2**64 - 1"),
     (["--set", "train.eval_seed=-1"], "--set train.eval_seed=-1", "train.eval_seed must be an integer >= 0"),
     (["--set", "data.batch_size=128"], "--set data.batch_size=128", "data.max_train_molecules must be >="),
-    (["--set", "train.device=mps"], "--set train.device=mps", "molgen runs on CPUs and CUDA GPUs"),
+    (["--set", "train.device=mps"], "--set train.device=mps",
+     "train.device 'mps' is not available here; the devices here are: auto, cpu"),
     (["--run-dir", "x", "--set", "train.speed=1"], "--set train.speed=1", "unknown key(s) in train: ['speed']"),
 ])
 def test_option_errors_blame_the_option_not_the_file(config_file, tmp_path, capsys, options, blamed, problem):
