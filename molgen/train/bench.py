@@ -38,7 +38,8 @@ def device_description(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda}, torch {torch.__version__})"
     capability = torch.backends.cpu.get_cpu_capability()
-    return f"CPU {capability}, {torch.get_num_threads()} threads (torch {torch.__version__})"
+    threads = torch.get_num_threads()
+    return f"CPU {capability}, {threads} thread{'' if threads == 1 else 's'} (torch {torch.__version__})"
 
 
 def _peak_memory_mib(device: torch.device) -> float:
