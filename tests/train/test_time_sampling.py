@@ -4,8 +4,12 @@ from the validation NLL."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import torch
 
+from molgen.config import TrainConfig, load_config
 from molgen.diffusion import diffusion_loss
 from molgen.train.loop import Trainer
 from molgen.train.randomness import per_sample_uniforms
@@ -140,3 +144,18 @@ def test_the_validation_nll_is_edms_bound_under_every_setting(qm9_splits, tmp_pa
         trainer = Trainer(config, qm9_splits["train"], qm9_splits["valid"])
         values.add(trainer.evaluate(trainer.model)["val_nll"])
     assert len(values) == 1
+
+
+def test_the_settings_are_checked_and_the_cpu_config_keeps_the_defaults():
+
+    for bad, message in (({"loss_weighting": "snr"}, "train.loss_weighting must be one of 'edm', 'min_snr'"),
+                         ({"time_sampling": "vlb"}, "train.time_sampling must be one of 'uniform', 'importance'"),
+                         ({"min_snr_gamma": 0}, "train.min_snr_gamma must be a finite number > 0"),
+                         ({"importance_history": 0}, "train.importance_history must be an integer >= 1"),
+                         ({"importance_refit_every": "x"}, "train.importance_refit_every must be an integer")):
+        with pytest.raises(ValueError, match=message):
+            TrainConfig(**bad)
+    cpu = load_config(Path(__file__).resolve().parents[2] / "configs" / "qm9_ponita_cpu.yaml").train
+    names = ("loss_weighting", "min_snr_gamma", "time_sampling", "importance_history", "importance_refit_every")
+    assert {n: getattr(cpu, n) for n in names} == {n: getattr(TrainConfig(), n) for n in names}
+    assert (TrainConfig().loss_weighting, TrainConfig().time_sampling) == ("edm", "uniform")
