@@ -104,6 +104,19 @@ def test_the_trainer_draws_t_from_q_and_weights_each_term_by_p_over_q(tmp_path):
     assert abs(result.loss - float(per_molecule.mean())) > 1e-3 * abs(result.loss)
 
 
+def test_the_trainer_applies_the_loss_weighting(tmp_path):
+    """train.loss_weighting reaches the step's loss: clamped_snr's loss at the step's own t and noise, not EDM's."""
+    config = tiny_config(tmp_path, loss_weighting="clamped_snr")
+    trainer = Trainer(config, ToyMolecules(64), node_histogram=HISTOGRAM)
+    indices, _ = trainer.next_indices()
+    batch, t_int, noise = trainer.prepare_batch(indices, 0)
+    with torch.no_grad():
+        losses = {weighting: float(diffusion_loss(trainer.model, trainer.schedule, batch, t_int=t_int, noise=noise,
+                                                  weighting=weighting).loss) for weighting in ("edm", "clamped_snr")}
+    loss = trainer.train_step().loss
+    assert abs(loss - losses["clamped_snr"]) < 1e-6 * loss and abs(loss - losses["edm"]) > 1e-3 * loss, losses
+
+
 def test_resume_with_importance_sampling_is_bitwise(tmp_path):
     """8 steps in one run (batches prepared ahead) equal 3 steps, a checkpoint in the middle of a refit period and
     5 more; the proposal, refitted after steps 2, 4, 6 and 8, is no longer uniform by the end."""
