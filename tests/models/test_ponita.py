@@ -12,7 +12,7 @@ from molgen.batch import MoleculeLayout
 from molgen.models.ponita import PAPER_SCALE, Ponita, PonitaConfig
 from molgen.precision import set_precision
 
-from .rotations import orthogonal
+from .rotations import assert_equivariant_when_the_grid_turns, orthogonal
 
 SMALL = PonitaConfig(orientations=8, hidden=16, layers=2, basis_dim=8, basis_hidden=8, channels_per_kernel=4)
 
@@ -75,15 +75,7 @@ def test_molecule_alone_equals_inside_batch():
 
 @pytest.mark.parametrize("reflect", [False, True])
 def test_exact_equivariance_when_the_grid_turns_with_the_input(reflect):
-    model = _model()
-    z_x, z_h, t, layout = _inputs()
-    eps_x, eps_h = model(z_x, z_h, t, layout)
-    q = orthogonal(3, reflect)
-    turned = _model()
-    turned.grid.copy_(model.grid @ q.T)
-    eps_xq, eps_hq = turned(z_x @ q.T, z_h, t, layout)
-    torch.testing.assert_close(eps_xq, eps_x @ q.T, atol=1e-12, rtol=0)
-    torch.testing.assert_close(eps_hq, eps_h, atol=1e-12, rtol=0)
+    assert_equivariant_when_the_grid_turns(_model(), _inputs(), orthogonal(3, reflect))
 
 
 def _rotation_error(orientations: int) -> tuple[float, float]:

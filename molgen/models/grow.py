@@ -1,0 +1,148 @@
+"""Function-preserving growth of a trained PONITA (Net2Net: Chen, Goodfellow & Shlens, ICLR 2016).
+
+Deepening appends ConvNeXt blocks whose last MLP Linear is zero, so each new block is the identity (its residual
+update is 0); the rest of a new block, its spatial-kernel rows included, is a fresh initialisation, so training
+moves it at once. With `multiple_readouts` the readouts are averaged: the new ones start at zero and the old ones'
+weights and biases are scaled by L_new / L_old, which keeps the average. The all-layers spatial-kernel matrix has
+its rows laid out [L, C/g] (molgen.nn.conv.SpatialKernels): the new layers' rows are appended.
+
+Widening by k (C -> kC, g unchanged) copies every channel k times in place (channel c becomes kc, ..., kc + k - 1;
+so does every hidden unit of the MLPs): weights that produce a channel are copied, weights that consume one are
+split (divided by k), so each sum over copies gives back the original. LayerNorm's mean and variance over k equal
+copies are the old ones. New channel c' is spatially convolved with kernel c' // g; all its copies came from old
+channel c' // k, whose kernel c' // (kg) is new kernel row (c' // g) // k: each layer's kernel rows are copied k
+times in place.
+
+Copies with equal incoming weights stay equal under AdamW whatever their outgoing split (Adam is scale-invariant
+per parameter), so `noise_scale` > 0 adds Gaussian noise of that many standard deviations of each tensor to the
+incoming weights (embedding, spherical kernels, both MLP Linears), centred over each unit's k copies. Centred
+noise changes no sum over copies, and the consumers of copies only sum them (with equal weights) or, in
+LayerNorm and GELU, see them at second order: the function changes by O(noise_scale²), not O(noise_scale).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor
+
+from molgen.models.ponita import Ponita, PonitaConfig
+
+State = dict[str, Tensor]
+
+COPIED_ROWS = re.compile(r"embed\.weight|blocks\.\d+\.(conv\.spherical_kernel\.weight|conv\.bias|norm\.(weight|bias)"
+                         r"|mlp\.[02]\.(weight|bias)|layer_scale)")
+"""Tensors whose rows (dim 0) are channels or MLP hidden units: copied k times in place."""
+SPLIT_COLUMNS = re.compile(r"blocks\.\d+\.mlp\.[02]\.weight|readouts\.\d+\.weight")
+"""Tensors whose columns (dim 1) consume channels or hidden units: copied k times in place and divided by k."""
+NOISY = re.compile(r"embed\.weight|blocks\.\d+\.(conv\.spherical_kernel|mlp\.[02])\.weight")
+"""The incoming weights that get the symmetry-breaking noise."""
+KERNELS = "spatial_kernels.linear.weight"
+
+
+def grown_config(config: PonitaConfig, layers: int, hidden: int) -> PonitaConfig:
+    """The config of the grown model; ValueError (one line) when it is not a growth of `config`."""
+    if layers < config.layers:
+        raise ValueError(f"--layers {layers} is fewer than the model's {config.layers} layers (growth only adds)")
+    if hidden < config.hidden or hidden % config.hidden:
+        raise ValueError(f"--hidden {hidden} is not a multiple of the model's width {config.hidden}")
+    if (layers, hidden) == (config.layers, config.hidden):
+        raise ValueError(f"nothing to grow: the model already has {layers} layers of width {hidden}")
+    return replace(config, layers=layers, hidden=hidden)
+
+
+@dataclass(frozen=True)
+class PonitaGrowth:
+    """One growth, applied alike to the weights and to every EMA of a model (`apply`).
+
+    Attributes:
+        old, new: the configs before and after.
+        fresh: a newly initialised model of the `new` config (the new blocks' weights).
+        noise: the symmetry-breaking noise, by tensor name, in the widened shapes (empty: none).
+    """
+
+    old: PonitaConfig
+    new: PonitaConfig
+    fresh: State
+    noise: State
+
+    @classmethod
+    def plan(cls, config: PonitaConfig, weights: State, layers: int, hidden: int, noise_scale: float = 1e-2,
+             seed: int = 0) -> "PonitaGrowth":
+        """The growth of a model of `config` with the trained `weights` to `layers` x `hidden`.
+
+        `seed` draws the new blocks and the noise (whose size is measured on `weights`); the global RNG is untouched.
+        """
+        new = grown_config(config, layers, hidden)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            fresh = Ponita(new).state_dict()
+        widened = widen(weights, config, new.hidden // config.hidden)
+        generator = torch.Generator().manual_seed(seed)
+        k = new.hidden // config.hidden
+        noise = {} if k == 1 or noise_scale == 0 else {
+            name: centred_noise(tensor, k, noise_scale, generator) for name, tensor in widened.items()
+            if NOISY.fullmatch(name)}
+        return cls(config, new, fresh, noise)
+
+    def apply(self, state: State) -> State:
+        """The grown state dict of one set of weights (the model's or an EMA's) of the `old` model."""
+        widened = widen(state, self.old, self.new.hidden // self.old.hidden)
+        noisy = {name: tensor + self.noise[name].to(tensor) if name in self.noise else tensor
+                 for name, tensor in widened.items()}
+        return deepen(noisy, replace(self.old, hidden=self.new.hidden), self.fresh, self.new.layers)
+
+
+def widen(state: State, config: PonitaConfig, k: int) -> State:
+    """Every channel (and MLP hidden unit) copied k times in place, consumers split (see the module docstring)."""
+    if k == 1:
+        return dict(state)
+    grown = {}
+    for name, tensor in state.items():
+        if name == KERNELS:
+            rows = tensor.view(config.layers, config.hidden // config.channels_per_kernel, -1)  # [L, C/g, K]
+            tensor = rows.repeat_interleave(k, dim=1).flatten(0, 1)  # [L·kC/g, K]
+        if COPIED_ROWS.fullmatch(name):
+            tensor = tensor.repeat_interleave(k, dim=0)  # [k·rows, ...]
+        if SPLIT_COLUMNS.fullmatch(name):
+            tensor = tensor.repeat_interleave(k, dim=1) / k  # [rows, k·columns]
+        grown[name] = tensor
+    return grown
+
+
+def centred_noise(tensor: Tensor, k: int, scale: float, generator: torch.Generator) -> Tensor:
+    """Gaussian noise of std scale·std(tensor), centred over each k consecutive rows (one unit's copies).
+    Shapes: tensor [k·R, ...] -> [k·R, ...]."""
+    noise = torch.randn(tensor.shape, generator=generator, dtype=torch.float64) * scale * tensor.double().std()
+    copies = noise.view(-1, k, *tensor.shape[1:])  # [R, k, ...]
+    return (copies - copies.mean(dim=1, keepdim=True)).view(tensor.shape).to(tensor.dtype)
+
+
+def deepen(state: State, config: PonitaConfig, fresh: State, layers: int) -> State:
+    """`layers` - config.layers identity blocks appended (from `fresh`, a new model of the grown config), the
+    spatial-kernel rows of the new layers appended, and the averaged readouts kept (see the module docstring)."""
+    old = config.layers
+    if layers == old:
+        return dict(state)
+    grown = {name: tensor for name, tensor in state.items() if not name.startswith("readouts.")}
+    kernels = fresh[KERNELS].view(layers, config.hidden // config.channels_per_kernel, -1)  # [L_new, C/g, K]
+    grown[KERNELS] = torch.cat([state[KERNELS], kernels[old:].flatten(0, 1).to(state[KERNELS])])  # [L_new·C/g, K]
+    for name, tensor in fresh.items():
+        block = re.fullmatch(r"blocks\.(\d+)\.(.+)", name)
+        if block and int(block[1]) >= old:
+            last = block[2].startswith("mlp.2.")  # the last Linear: zero, so the block is the identity
+            grown[name] = torch.zeros_like(tensor) if last else tensor.clone()
+    for name, tensor in fresh.items():
+        readout = re.fullmatch(r"readouts\.(\d+)\.(weight|bias)", name)
+        if readout is None:
+            continue
+        if not config.multiple_readouts:
+            grown[name] = state[name]  # one readout, after the last block: unchanged
+        elif int(readout[1]) < old:
+            grown[name] = state[name] * (layers / old)  # mean over L_new of L_new / L_old x each = the old mean
+        else:
+            grown[name] = torch.zeros_like(state["readouts.0." + readout[2]])
+    return {name: tensor.to(state[KERNELS].dtype) if tensor.is_floating_point() else tensor
+            for name, tensor in grown.items()}
