@@ -1,4 +1,5 @@
-"""The `molgen` command: `molgen data ...`, `molgen sample ...`, `molgen evaluate ...`, `molgen train ...`."""
+"""The `molgen` command: `molgen data ...`, `molgen sample ...`, `molgen evaluate ...`, `molgen train ...`,
+`molgen grow ...`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from molgen import __version__
 from molgen.choices import PRECISIONS
+from molgen.cli_grow import add_grow_parser, grow_command
 from molgen.cli_help import HelpFormatter, Parser
 from molgen.cli_sampling import add_checkpoint_arguments, add_sample_parser, evaluate_checkpoint, sample_command
 from molgen.errors import MolgenError
@@ -31,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     add_sample_parser(commands)
     _add_evaluate_parser(commands)
     _add_train_parser(commands)
+    add_grow_parser(commands)
     return parser
 
 
@@ -291,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `molgen` command; user errors print one line and exit with status 2."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     args = _parser().parse_args(argv)
-    handlers = {"data": _data, "sample": sample_command, "evaluate": _evaluate, "train": _train}
+    handlers = {"data": _data, "sample": sample_command, "evaluate": _evaluate, "train": _train, "grow": grow_command}
     try:
         with terminate_interrupts():  # SIGTERM cleans up as Ctrl-C does (exit 143)
             handlers[args.command](args)
