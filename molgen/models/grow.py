@@ -28,7 +28,8 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from molgen.models.ponita import Ponita, PonitaConfig
+from molgen.models.ponita import PonitaConfig
+from molgen.nn.conv import ConvNeXtBlock, SpatialKernels
 
 State = dict[str, Tensor]
 
@@ -59,7 +60,7 @@ class PonitaGrowth:
 
     Attributes:
         old, new: the configs before and after.
-        fresh: a newly initialised model of the `new` config (the new blocks' weights).
+        fresh: the new blocks and their spatial-kernel rows, newly initialised (`fresh_layers`).
         noise: the symmetry-breaking noise, by tensor name, in the widened shapes (empty: none).
     """
 
@@ -78,7 +79,7 @@ class PonitaGrowth:
         new = grown_config(config, layers, hidden)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            fresh = Ponita(new).state_dict()
+            fresh = fresh_layers(new, config.layers)
         widened = widen(weights, config, new.hidden // config.hidden)
         generator = torch.Generator().manual_seed(seed)
         k = new.hidden // config.hidden
@@ -120,29 +121,36 @@ def centred_noise(tensor: Tensor, k: int, scale: float, generator: torch.Generat
     return (copies - copies.mean(dim=1, keepdim=True)).view(tensor.shape).to(tensor.dtype)
 
 
+def fresh_layers(config: PonitaConfig, first: int) -> State:
+    """Blocks `first`, ..., config.layers - 1 initialised as PONITA initialises them, and their spatial-kernel rows
+    (KERNELS: [(L - first)·C/g, K]), named as in PONITA's state dict."""
+    c = config
+    if first == c.layers:
+        return {}
+    kernels = SpatialKernels(c.basis_dim, c.layers - first, c.hidden // c.channels_per_kernel)
+    fresh = {KERNELS: kernels.linear.weight.detach()}
+    for i in range(first, c.layers):
+        block = ConvNeXtBlock(c.hidden, c.basis_dim, c.layer_scale, c.channels_per_kernel)
+        fresh.update({f"blocks.{i}.{name}": tensor for name, tensor in block.state_dict().items()})
+    return fresh
+
+
 def deepen(state: State, config: PonitaConfig, fresh: State, layers: int) -> State:
-    """`layers` - config.layers identity blocks appended (from `fresh`, a new model of the grown config), the
-    spatial-kernel rows of the new layers appended, and the averaged readouts kept (see the module docstring)."""
-    old = config.layers
+    """`layers` - config.layers identity blocks appended (the `fresh_layers`, last MLP Linear zeroed), their
+    spatial-kernel rows appended, and the averaged readouts kept (see the module docstring)."""
+    old, dtype = config.layers, state[KERNELS].dtype
     if layers == old:
         return dict(state)
-    grown = {name: tensor for name, tensor in state.items() if not name.startswith("readouts.")}
-    kernels = fresh[KERNELS].view(layers, config.hidden // config.channels_per_kernel, -1)  # [L_new, C/g, K]
-    grown[KERNELS] = torch.cat([state[KERNELS], kernels[old:].flatten(0, 1).to(state[KERNELS])])  # [L_new·C/g, K]
+    grown = dict(state)
+    grown[KERNELS] = torch.cat([state[KERNELS], fresh[KERNELS].to(dtype)])  # [L_new·C/g, K]
     for name, tensor in fresh.items():
-        block = re.fullmatch(r"blocks\.(\d+)\.(.+)", name)
-        if block and int(block[1]) >= old:
-            last = block[2].startswith("mlp.2.")  # the last Linear: zero, so the block is the identity
-            grown[name] = torch.zeros_like(tensor) if last else tensor.clone()
-    for name, tensor in fresh.items():
-        readout = re.fullmatch(r"readouts\.(\d+)\.(weight|bias)", name)
-        if readout is None:
-            continue
-        if not config.multiple_readouts:
-            grown[name] = state[name]  # one readout, after the last block: unchanged
-        elif int(readout[1]) < old:
-            grown[name] = state[name] * (layers / old)  # mean over L_new of L_new / L_old x each = the old mean
-        else:
-            grown[name] = torch.zeros_like(state["readouts.0." + readout[2]])
-    return {name: tensor.to(state[KERNELS].dtype) if tensor.is_floating_point() else tensor
-            for name, tensor in grown.items()}
+        block = re.fullmatch(r"blocks\.\d+\.(.+)", name)
+        if block:
+            last = block[1].startswith("mlp.2.")  # the last Linear: zero, so the block is the identity
+            grown[name] = torch.zeros_like(tensor, dtype=dtype) if last else tensor.to(dtype)
+    if config.multiple_readouts:  # else one readout, after the last block: unchanged
+        for i in range(layers):
+            for part in ("weight", "bias"):
+                name = f"readouts.{i}.{part}"  # the mean over L_new of L_new / L_old x each old one: the old mean
+                grown[name] = state[name] * (layers / old) if i < old else torch.zeros_like(state[f"readouts.0.{part}"])
+    return grown
