@@ -143,6 +143,23 @@ def variational_nll(
     )
 
 
+def diffusion_terms_at(
+    denoiser: Denoiser,
+    schedule: NoiseSchedule,
+    batch: MoleculeBatch,
+    t_int: Tensor,
+    noise: tuple[Tensor, Tensor],
+    input_dtype: torch.dtype | None = None,
+) -> tuple[Tensor, Tensor]:
+    """The bound's diffusion term T * L_t at given steps t_int [B] (1..T) and noise (eps_x [M, 3], eps_h [M, 6]),
+    split into positions and features, float64 [B] each: `variational_nll`'s diffusion_x and diffusion_h without
+    its other terms (one network call). Runs without gradients; put a module in eval mode first."""
+    x, h = batch_to_state(batch, torch.float64)  # [M, 3], [M, 6]
+    eps = (noise[0].to(torch.float64), noise[1].to(torch.float64))  # [M, 3], [M, 6]
+    return _diffusion_term(denoiser, schedule, (x, h), t_int, eps, batch.layout,
+                           input_dtype or denoiser_dtype(denoiser))  # [B], [B]
+
+
 def _diffusion_term(
     denoiser: Denoiser,
     schedule: NoiseSchedule,
