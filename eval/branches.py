@@ -126,8 +126,10 @@ def start_branch(folder: Path, branch: Branch, start: Path) -> list[str]:
     directory.mkdir(parents=True, exist_ok=True)
     if branch.grow is not None:
         grown = directory / "grown.pt"
-        subprocess.run([sys.executable, "-m", "molgen", "grow", str(start), "--out", str(grown), *branch.grow],
-                       check=True)
+        if subprocess.run([sys.executable, "-m", "molgen", "grow", str(start), "--out", str(grown),
+                           *branch.grow]).returncode != 0:
+            shutil.rmtree(directory)
+            fail(f"molgen grow failed for branch {branch.name} (its message is above)")
         start = grown
     config = torch.load(start, map_location="cpu", weights_only=True)["config"]
     (directory / "start_config.json").write_text(json.dumps(config, indent=2))
@@ -281,9 +283,9 @@ def score_all(args: argparse.Namespace, names: list[str], horizon: int) -> dict[
 
 def main() -> None:
     args = arguments()
+    commands, horizon = extended_study(args) if args.extend else new_study(args)
     print("reminder: pause the long run (kill -STOP its PID) until this study ends, then continue it (kill -CONT); "
           "this tool signals no other process", flush=True)
-    commands, horizon = extended_study(args) if args.extend else new_study(args)
     last_step = str(args.max_steps or 10**12)  # the budget stops the branches, not the config's max_steps
     commands = {name: [*command, "--max-steps", last_step] for name, command in commands.items()}
     used = train_pairs(args.folder, commands, args.budget, args.pairs)

@@ -6,7 +6,8 @@ its own run folder and its own process (one thread each, side by side), then eva
 on the first `--molecules` validation molecules twice: in QM9's own frames, and with every molecule turned by a
 fixed random rotation (seed 0). The same noise seed is used for both branches, so the per-molecule differences are
 paired; the table gives each NLL, the mean paired difference (rotation branch - plain branch) and its standard
-error.
+error. `eval/branches.py` generalises this to any named branches under a CPU-time budget, with cooldowns and
+sample scores; this script stays for the comparison in turned frames that eval/random_rotation.md records.
 
     python eval/rotation_branches.py --resume runs/qm9_ponita_cpu/last.pt --steps 3000 --out eval/random_rotation.md
     python eval/rotation_branches.py --extend --steps 3000   # both branches 3000 steps further, still paired
