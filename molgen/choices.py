@@ -35,6 +35,7 @@ class SamplerSpec:
     fix: bool = False  # sampling around a fixed fragment (--fix): inpainting is defined on this sampler's states
     eps_modifiers: bool = True  # applies ε-modifiers to the network's prediction before every step
     at_most_T: bool = False  # takes at most the schedule's T steps
+    guidance: bool = False  # energy guidance toward property targets (--target): defined on this sampler's step
 
     def network_calls(self, steps: int) -> int:
         """Network evaluations of one batch: calls_per_step per step plus EDM's final step."""
@@ -62,7 +63,8 @@ def _load(path: str) -> Callable:
 SAMPLER_TABLE: dict[str, SamplerSpec] = {
     "ancestral": SamplerSpec(
         "molgen.diffusion.samplers:sample_ancestral", "molgen.diffusion.samplers:strided_grid", 100, 1,
-        "EDM's sampler (--steps 1000 is EDM's protocol, fewer steps stride its grid)", fix=True, at_most_T=True),
+        "EDM's sampler (--steps 1000 is EDM's protocol, fewer steps stride its grid)", fix=True, at_most_T=True,
+        guidance=True),
     "heun": SamplerSpec(
         "molgen.diffusion.heun:sample_heun", "molgen.diffusion.heun:karras_grid", 20, 2,
         "Heun's method on the probability-flow ODE, Karras grid", churn=True),

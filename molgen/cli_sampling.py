@@ -21,6 +21,7 @@ from molgen.choices import (
 from molgen.cli_help import HelpFormatter
 from molgen.errors import DataError
 from molgen.outputs import writing
+from molgen.property.targets import add_target_arguments, targets_from_arguments
 from molgen.settings import samplers_with
 
 GRID_COLUMNS = 6
@@ -112,6 +113,7 @@ def add_sample_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--resample", type=_non_negative, default=0,
                         help="with --fix: RePaint round trips per step (each costs one more network call per step; "
                              f"at most {MAX_RESAMPLE})")
+    add_target_arguments(parser)
 
 
 def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
@@ -132,7 +134,7 @@ def _settings(args: argparse.Namespace):
     return SampleSettings(num_molecules=args.num_molecules, sampler=args.sampler, steps=args.steps, seed=args.seed,
                           num_atoms=getattr(args, "num_atoms", None), batch_size=args.batch_size, device=args.device,
                           use_ema=not args.raw_weights, precision=args.precision, threads=args.threads,
-                          resample=getattr(args, "resample", 0), churn=args.churn)
+                          resample=getattr(args, "resample", 0), churn=args.churn, **targets_from_arguments(args))
 
 
 def _sampled(args: argparse.Namespace, chain_frames: int = 0):

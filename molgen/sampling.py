@@ -12,13 +12,14 @@ seed, batch size and device give the same molecules. Nothing here needs the QM9 
 `generate` is the one sampling driver: the CLI, this API, evaluation and the trainer's in-training samples all
 call it with a `LoadedModel` (`molgen.checkpoint`) and `SampleSettings` (`molgen.settings`). Around a fixed
 fragment (read by `molgen.chem.io.read_fragment`) every molecule is sampled by inpainting (`sample_around`), its
-counts drawn from the training histogram restricted to N > K.
+counts drawn from the training histogram restricted to N > K. With property targets (`settings.targets`) every step
+is guided toward them by EEGSDE's energy guidance and the counts are drawn from p(N | c) (`molgen.property.guides`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -35,9 +36,10 @@ from molgen.device import resolve_device
 from molgen.diffusion.inpainting import Fragment, sample_inpainting
 from molgen.diffusion.process import state_to_batch
 from molgen.diffusion.samplers import atom_counts, sample
-from molgen.diffusion.steps import StepHook, StepInfo
+from molgen.diffusion.steps import EpsModifier, StepHook, StepInfo
 from molgen.errors import MolgenError
 from molgen.precision import describe_compute, model_precision, resolve_precision, set_precision
+from molgen.property.guides import GuidedRequest, guided_request
 from molgen.settings import SampleSettings
 from molgen.threads import configure_threads
 
@@ -105,13 +107,16 @@ def load_for_sampling(checkpoint: str | Path | None = None, settings: SampleSett
 
 
 def draw_atom_counts(
-    loaded: LoadedModel, settings: SampleSettings, generator: torch.Generator, fragment: Molecule | None = None
+    loaded: LoadedModel, settings: SampleSettings, generator: torch.Generator, fragment: Molecule | None = None,
+    guided: GuidedRequest | None = None,
 ) -> torch.Tensor:
     """The atom count of every molecule, int64 [num_molecules]: the one count asked for, or drawn from p(N)
-    (around a fragment of K atoms: from p(N | N > K))."""
+    (around a fragment of K atoms: from p(N | N > K); with property targets: from p(N | c), `GuidedRequest`)."""
     above = 0 if fragment is None else len(fragment[1])
     if settings.num_atoms is None:
-        return atom_counts(loaded.node_distribution, settings.num_molecules, generator, above=above)  # [B]
+        prior = loaded.node_distribution
+        prior = prior if guided is None else guided.node_distribution(prior, above)  # p(N | c)
+        return atom_counts(prior, settings.num_molecules, generator, above=above)  # [B]
     try:
         return atom_counts(loaded.node_distribution, num_atoms=[settings.num_atoms] * settings.num_molecules)  # [B]
     except ValueError as err:
@@ -154,13 +159,14 @@ def generate(
     settings.check(loaded.schedule.timesteps)
     generator = torch.Generator(loaded.device).manual_seed(settings.seed)
     settings.check_fragment(fragment, loaded.node_distribution.supported)
-    counts = draw_atom_counts(loaded, settings, generator, fragment)  # [B]
+    guided = guided_request(settings, loaded.device)  # None without property targets
+    counts = draw_atom_counts(loaded, settings, generator, fragment, guided)  # [B]
     batches = size_batches(counts, settings.batch_size)
     recorder = _ChainRecorder(chain_frames, batches) if chain_frames > 0 else None
     bar = _progress_bar(settings, len(batches), progress)
     start = time.perf_counter()
     with bar, torch.inference_mode():
-        molecules = _sample_batches(loaded, settings, counts, batches, generator, bar, recorder, fragment)
+        molecules = _sample_batches(loaded, settings, counts, batches, generator, bar, recorder, fragment, guided)
     seconds = time.perf_counter() - start
     chain = recorder.kept + [ChainFrame(0.0, *molecules[0])] if recorder is not None else []
     return Samples(molecules=molecules, settings=replace(settings, steps=settings.resolved_steps),
@@ -186,11 +192,14 @@ def _sample_batches(
     bar: tqdm,
     recorder: _ChainRecorder | None,
     fragment: Molecule | None,
+    guided: GuidedRequest | None = None,
 ) -> list[Molecule]:
-    """The molecules of every batch of indices into counts [B], put back in the order of counts."""
+    """The molecules of every batch of indices into counts [B], put back in the order of counts (guided toward the
+    property targets of `guided` when given)."""
     molecules: list[Molecule | None] = [None] * len(counts)
     for number, indices in enumerate(batches):
         record = recorder if recorder is not None and number == recorder.batch_number else None
+        modifiers = guided.modifiers(loaded.schedule, len(indices)) if guided is not None else []
 
         def hook(info: StepInfo, record=record) -> None:
             bar.update(1)
@@ -200,10 +209,10 @@ def _sample_batches(
         if fragment is None:
             batch = sample(loaded.model, loaded.schedule, counts[indices], sampler=settings.sampler,
                            steps=settings.resolved_steps, generator=generator, callback=hook, churn=settings.churn,
-                           device=loaded.device)
+                           device=loaded.device, modifiers=modifiers)
         else:
             batch = sample_around(loaded, fragment, counts[indices], settings, generator, hook,
-                                  on_round_trip=lambda: bar.update(1))
+                                  on_round_trip=lambda: bar.update(1), modifiers=modifiers)
         for index, molecule in zip(indices.tolist(), batch.molecules()):
             molecules[index] = molecule
         bar.set_postfix(molecules=f"{sum(len(b) for b in batches[:number + 1])}/{len(counts)}")
@@ -218,14 +227,15 @@ def sample_around(
     generator: torch.Generator,
     callback: StepHook,
     on_round_trip: Callable[[], None] | None = None,
+    modifiers: Sequence[EpsModifier] = (),
 ) -> MoleculeBatch:
     """One batch of molecules of counts [B] atoms around the fragment, in the fragment's frame: inpainting on EDM's
     ancestral sampler, each molecule's copy of the fragment turned by a random rotation (PONITA on a fixed
-    orientation grid is only approximately equivariant)."""
+    orientation grid is only approximately equivariant), the ε-modifiers applied at every network call."""
     fixed = Fragment(torch.as_tensor(fragment[0]), torch.as_tensor(fragment[1]))
     return sample_inpainting(loaded.model, loaded.schedule, fixed, counts, steps=settings.resolved_steps,
                              resample=settings.resample, rotate=True, generator=generator, callback=callback,
-                             on_round_trip=on_round_trip, device=loaded.device)
+                             on_round_trip=on_round_trip, modifiers=modifiers, device=loaded.device)
 
 
 def sample_molecules(
@@ -246,15 +256,23 @@ def sample_molecules(
     fixed: FragmentSource | None = None,
     resample: int = 0,
     churn: float = 0.0,
+    targets: Mapping[str, float] | Sequence[tuple[str, float]] = (),
+    guidance: float | None = None,
+    regressors: str | Path | None = None,
 ) -> Samples:
     """Load a checkpoint (default: the shipped one) and sample molecules; see `SampleSettings` for the arguments.
 
     fixed: a fragment file (.xyz/.sdf, one molecule) or (positions [K, 3] Å, atom types [K]): every molecule's
     first K atoms are the fragment's, in its frame (`sample_around`); resample: RePaint round trips per step.
+    targets: property targets in EDM's units, e.g. {"gap": 6500, "alpha": 80}, guided toward with scale `guidance`
+    (EEGSDE's energy guidance, `molgen.property.guidance`; None: the default scale), atom counts drawn from p(N | c);
+    regressors: the folder of their NAME_guide.pt files (default `molgen.property.targets.regressor_folder`).
     """
+    pairs = tuple(targets.items()) if isinstance(targets, Mapping) else tuple(tuple(pair) for pair in targets)
     settings = SampleSettings(num_molecules=num_molecules, sampler=sampler, steps=steps, seed=seed,
                               num_atoms=num_atoms, batch_size=batch_size, device=device, use_ema=use_ema,
-                              precision=precision, threads=threads, resample=resample, churn=churn)
+                              precision=precision, threads=threads, resample=resample, churn=churn, targets=pairs,
+                              guidance=guidance, regressors=None if regressors is None else str(regressors))
     settings.check()
     fragment = read_fragment(fixed) if fixed is not None else None
     return generate(load_for_sampling(checkpoint, settings), settings, progress, chain_frames, fragment)

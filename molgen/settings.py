@@ -19,6 +19,7 @@ import numpy as np
 from molgen.choices import DEFAULT_SAMPLER, MAX_RESAMPLE, SAMPLER_TABLE, SAMPLERS, precision_problem, seed_problem
 from molgen.elements import ELEMENTS
 from molgen.errors import MolgenError
+from molgen.property.targets import check_targets, guide_path
 
 if TYPE_CHECKING:
     from molgen.batch import Molecule
@@ -39,7 +40,9 @@ class SampleSettings:
 
     steps None means the sampler's default (`SAMPLER_TABLE[sampler].default_steps`); num_atoms None draws counts
     from p(N); churn > 0 adds Karras et al.'s stochastic churn (S_churn over the whole grid) to the samplers that
-    take it; resample: RePaint round trips per step around a fixed fragment.
+    take it; resample: RePaint round trips per step around a fixed fragment; targets: (property, value) pairs to guide
+    toward (EEGSDE's energy guidance, `molgen.property`) with scale `guidance` (None: the default), their guide
+    regressors read from the folder `regressors` (None: `molgen.property.targets.regressor_folder`).
     """
 
     num_molecules: int = 100
@@ -54,6 +57,9 @@ class SampleSettings:
     threads: int | None = None
     resample: int = 0
     churn: float = 0.0
+    targets: tuple[tuple[str, float], ...] = ()
+    guidance: float | None = None
+    regressors: str | None = None
 
     @property
     def resolved_steps(self) -> int:
@@ -74,6 +80,16 @@ class SampleSettings:
             raise MolgenError(seed_problem(self.seed))
         if precision_problem(self.precision) is not None:
             raise MolgenError(precision_problem(self.precision))
+        self._check_targets()
+
+    def _check_targets(self) -> None:
+        """Property targets (`molgen.property.targets.check_targets`) only on a sampler that takes guidance."""
+        check_targets(self.targets, self.guidance)
+        for name, _ in self.targets:
+            guide_path(name, self.regressors)  # the regressor file exists
+        if self.targets and not SAMPLER_TABLE[self.sampler].guidance:
+            raise MolgenError(f"property targets need the {samplers_with('guidance')} sampler; the {self.sampler} "
+                              "sampler is not supported with --target")
 
     def _check_sampler(self, timesteps: int | None) -> None:
         """The sampler exists, takes the steps asked for (at most T where its table says so) and the churn."""
