@@ -18,6 +18,10 @@ per parameter), so `noise_scale` > 0 adds Gaussian noise of that many standard d
 incoming weights (embedding, spherical kernels, both MLP Linears), centred over each unit's k copies. Centred
 noise changes no sum over copies, and the consumers of copies only sum them (with equal weights) or, in
 LayerNorm and GELU, see them at second order: the function changes by O(noise_scale²), not O(noise_scale).
+
+Adding radial features (`Radial`: PonitaConfig.radial_features, molgen.nn.radial) to a model without them gives
+the spatial basis's first layer new input columns (RADIAL) that start at zero, so the function is unchanged while
+their gradients are not zero: training starts to use them at once.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from torch import Tensor
 
 from molgen.models.ponita import PonitaConfig
 from molgen.nn.conv import ConvNeXtBlock, SpatialKernels
+from molgen.nn.radial import RadialFeatures
 
 State = dict[str, Tensor]
 
@@ -41,17 +46,34 @@ SPLIT_COLUMNS = re.compile(r"blocks\.\d+\.mlp\.[02]\.weight|readouts\.\d+\.weigh
 NOISY = re.compile(r"embed\.weight|blocks\.\d+\.(conv\.spherical_kernel|mlp\.[02])\.weight")
 """The incoming weights that get the symmetry-breaking noise."""
 KERNELS = "spatial_kernels.linear.weight"
+RADIAL = "spatial_basis.radial_linear.weight"
 
 
-def grown_config(config: PonitaConfig, layers: int, hidden: int) -> PonitaConfig:
+@dataclass(frozen=True)
+class Radial:
+    """Radial features to add: K per variable, the basis and the cutoff in Å (PonitaConfig's radial_* fields)."""
+
+    features: int
+    basis: str
+    cutoff: float
+
+
+def grown_config(config: PonitaConfig, layers: int, hidden: int, radial: Radial | None = None) -> PonitaConfig:
     """The config of the grown model; ValueError (one line) when it is not a growth of `config`."""
     if layers < config.layers:
         raise ValueError(f"--layers {layers} is fewer than the model's {config.layers} layers (growth only adds)")
     if hidden < config.hidden or hidden % config.hidden:
         raise ValueError(f"--hidden {hidden} is not a multiple of the model's width {config.hidden}")
-    if (layers, hidden) == (config.layers, config.hidden):
+    if radial is not None and config.radial_features:
+        raise ValueError(f"the model already has radial features ({config.radial_features} per variable)")
+    if radial is not None and radial.features < 1:
+        raise ValueError(f"--radial-features must be at least 1, got {radial.features}")
+    if (layers, hidden) == (config.layers, config.hidden) and radial is None:
         raise ValueError(f"nothing to grow: the model already has {layers} layers of width {hidden}")
-    return replace(config, layers=layers, hidden=hidden)
+    grown = replace(config, layers=layers, hidden=hidden)
+    if radial is None:
+        return grown
+    return replace(grown, radial_features=radial.features, radial_basis=radial.basis, radial_cutoff=radial.cutoff)
 
 
 @dataclass(frozen=True)
@@ -71,12 +93,12 @@ class PonitaGrowth:
 
     @classmethod
     def plan(cls, config: PonitaConfig, weights: State, layers: int, hidden: int, noise_scale: float = 1e-2,
-             seed: int = 0) -> "PonitaGrowth":
-        """The growth of a model of `config` with the trained `weights` to `layers` x `hidden`.
+             seed: int = 0, radial: Radial | None = None) -> "PonitaGrowth":
+        """The growth of a model of `config` with the trained `weights` to `layers` x `hidden` (and `radial`).
 
         `seed` draws the new blocks and the noise (whose size is measured on `weights`); the global RNG is untouched.
         """
-        new = grown_config(config, layers, hidden)
+        new = grown_config(config, layers, hidden, radial)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             fresh = fresh_layers(new, config.layers)
@@ -93,7 +115,17 @@ class PonitaGrowth:
         widened = widen(state, self.old, self.new.hidden // self.old.hidden)
         noisy = {name: tensor + self.noise[name].to(tensor) if name in self.noise else tensor
                  for name, tensor in widened.items()}
-        return deepen(noisy, replace(self.old, hidden=self.new.hidden), self.fresh, self.new.layers)
+        deepened = deepen(noisy, replace(self.old, hidden=self.new.hidden), self.fresh, self.new.layers)
+        return add_radial_columns(deepened, self.old, self.new)
+
+
+def add_radial_columns(state: State, old: PonitaConfig, new: PonitaConfig) -> State:
+    """The state with zero radial columns (RADIAL [basis_hidden, 3K]) where `new` adds radial features."""
+    if new.radial_features == old.radial_features:
+        return state
+    width = RadialFeatures(new.radial_features, new.radial_basis, new.radial_cutoff).num_features  # 3K
+    columns = torch.zeros(new.basis_hidden, width, dtype=state[KERNELS].dtype)  # [H, 3K]
+    return {**state, RADIAL: columns}
 
 
 def widen(state: State, config: PonitaConfig, k: int) -> State:

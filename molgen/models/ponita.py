@@ -15,13 +15,14 @@ shrinks as O grows (tests measure it).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from molgen.batch import MoleculeLayout
-from molgen.configbase import DictConfig
+from molgen.configbase import DictConfig, as_number, check_choice, set_field
 from molgen.elements import NUM_FEATURES
 from molgen.geometry.centroid import remove_centroid
 from molgen.geometry.invariants import orientation_invariants, pair_invariants
@@ -30,6 +31,7 @@ from molgen.models.registry import register_model
 from molgen.nn.basis import KernelBasis
 from molgen.nn.conv import ConvNeXtBlock, SpatialKernels
 from molgen.nn.dense import dense_layout, from_dense, molecule_atoms, size_groups, to_dense
+from molgen.nn.radial import RADIAL_BASES, RadialFeatures
 from molgen.precision import autocast
 
 
@@ -48,6 +50,10 @@ class PonitaConfig(DictConfig):
         layer_scale: initial layer scale of the ConvNeXt blocks (None: no layer scale).
         multiple_readouts: read out after every block and average (else after the last only).
         time_in_basis: also condition the spatial kernel basis on t.
+        radial_features: K radial features each of the pair distance d and of a and b as more inputs of the spatial
+            basis MLP's first layer (0: none; molgen.nn.radial).
+        radial_basis: `bessel` (DimeNet, PaiNN) or `gaussian` (SchNet).
+        radial_cutoff: c in Å: the Bessel features vanish at d = c; the Gaussians' centres span [0, c] ([−c, c] for a).
 
     Precision is not part of the config: it is chosen at run time (molgen.precision.set_precision).
     """
@@ -64,6 +70,9 @@ class PonitaConfig(DictConfig):
     layer_scale: float | None = None
     multiple_readouts: bool = True
     time_in_basis: bool = True
+    radial_features: int = 0
+    radial_basis: str = "bessel"
+    radial_cutoff: float = 5.0
 
     def __post_init__(self) -> None:
         for name in ("orientations", "hidden", "layers", "basis_dim", "channels_per_kernel", "basis_hidden", "degree"):
@@ -75,6 +84,19 @@ class PonitaConfig(DictConfig):
                              f"({self.channels_per_kernel})")
         if self.layer_scale is not None and not self.layer_scale > 0:
             raise ValueError(f"PonitaConfig.layer_scale must be positive or None, got {self.layer_scale!r}")
+        check_radial(self)
+
+
+def check_radial(config: PonitaConfig) -> None:
+    """ValueError (one line, naming the field) unless the radial settings are valid; stores the cutoff as a float."""
+    count = config.radial_features
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise ValueError(f"PonitaConfig.radial_features must be an integer >= 0 (0: none), got {count!r}")
+    check_choice(config.SECTION, "radial_basis", config.radial_basis, RADIAL_BASES)
+    cutoff = as_number(config.SECTION, "radial_cutoff", config.radial_cutoff)
+    if not (math.isfinite(cutoff) and cutoff > 0):
+        raise ValueError(f"PonitaConfig.radial_cutoff must be a distance > 0 in Å, got {config.radial_cutoff!r}")
+    set_field(config, "radial_cutoff", cutoff)
 
 
 PAPER_SCALE = PonitaConfig(orientations=12, hidden=256, layers=9, basis_dim=256, basis_hidden=256, channels_per_kernel=1)
@@ -94,7 +116,8 @@ class Ponita(nn.Module):
         c = config
         self.register_buffer("grid", repulsion_grid(c.orientations).to(torch.get_default_dtype()))  # [O, 3]
         spatial_attributes = 3 if c.time_in_basis else 2
-        self.spatial_basis = KernelBasis(spatial_attributes, c.basis_hidden, c.basis_dim, c.degree)
+        radial = RadialFeatures(c.radial_features, c.radial_basis, c.radial_cutoff) if c.radial_features else None
+        self.spatial_basis = KernelBasis(spatial_attributes, c.basis_hidden, c.basis_dim, c.degree, radial)
         self.spherical_basis = KernelBasis(1, c.basis_hidden, c.basis_dim, c.degree)
         self.spatial_kernels = SpatialKernels(c.basis_dim, c.layers, c.hidden // c.channels_per_kernel)
         self.embed = nn.Linear(NUM_FEATURES + 1, c.hidden, bias=False)

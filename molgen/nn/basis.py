@@ -7,6 +7,10 @@ the first Linear is linear in the features, so W·poly(a, b, t) + β = Σ_q m_q(
 runs over the distinct monomials of (a, b) (9 for degree 3) and C_q(t) = Σ_k t^k Σ_{columns f of a^i b^j t^k}
 W[:, f] is computed once per molecule. Over all pairs this is a 9-wide product instead of a 39-wide tensor
 (and its 3-, 9- and 27-wide factors); the parameters, and so the checkpoints, stay those of the tensor powers.
+
+Optionally (`radial`) the first Linear also takes radial features of the pair (molgen.nn.radial) as more input
+columns, held apart (`radial_linear`, no bias) so that a model without them keeps its parameters; in `pair_basis`
+they join the monomials in the same product.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import functools
 
 import torch
 from torch import Tensor, nn
+
+from molgen.nn.radial import RadialFeatures
 
 
 def tensor_power_exponents(dim: int, degree: int) -> list[tuple[int, ...]]:
@@ -53,10 +59,12 @@ class PolynomialFeatures(nn.Module):
 class KernelBasis(nn.Module):
     """Invariant attributes -> a kernel basis shared by all layers: polynomial features, Linear, GELU, Linear, GELU.
 
+    With `radial`, its features of the first two attributes (a, b) are more inputs of the first Linear.
     Shapes: attributes [..., D] -> [..., basis_dim].
     """
 
-    def __init__(self, attribute_dim: int, hidden: int, basis_dim: int, degree: int) -> None:
+    def __init__(self, attribute_dim: int, hidden: int, basis_dim: int, degree: int,
+                 radial: RadialFeatures | None = None) -> None:
         super().__init__()
         self.attribute_dim, self.degree = attribute_dim, degree
         self.mlp = nn.Sequential(
@@ -66,9 +74,14 @@ class KernelBasis(nn.Module):
             nn.Linear(hidden, basis_dim),
             nn.GELU(),
         )
+        self.radial = radial
+        self.radial_linear = None if radial is None else nn.Linear(radial.num_features, hidden, bias=False)
 
     def forward(self, attributes: Tensor) -> Tensor:
-        return self.mlp(attributes)  # [..., basis_dim]
+        hidden = self.mlp[1](self.mlp[0](attributes))  # [..., hidden]
+        if self.radial is not None:
+            hidden = hidden + self.radial_linear(self.radial(attributes[..., :2]))  # [..., hidden]
+        return self.mlp[2:](hidden)  # [..., basis_dim]
 
     def pair_basis(self, pair: Tensor, molecule: Tensor) -> Tensor:
         """The basis of the attributes [pair variables, molecule variables] without the tensor powers.
@@ -85,8 +98,12 @@ class KernelBasis(nn.Module):
         weight, bias = first.weight.to(molecule.dtype), first.bias.to(molecule.dtype)  # [H, F], [H]
         coefficients = torch.einsum("fqr,br,hf->bqh", fold, monomials(molecule, molecule_exponents), weight)
         constant = coefficients[:, :1] + bias  # [B, 1, H]: C_0(t) + β
-        values = monomials(pair, pair_exponents[1:])  # [B, S, Q]
-        hidden = torch.baddbmm(constant, values, coefficients[:, 1:])  # [B, S, H]
+        values, coefficients = monomials(pair, pair_exponents[1:]), coefficients[:, 1:]  # [B, S, Q], [B, Q, H]
+        if self.radial is not None:
+            values = torch.cat([values, self.radial(pair)], dim=-1)  # [B, S, Q + R]
+            radial = self.radial_linear.weight.to(coefficients.dtype).T  # [R, H]
+            coefficients = torch.cat([coefficients, radial.expand(len(coefficients), -1, -1)], dim=1)  # [B, Q + R, H]
+        hidden = torch.baddbmm(constant, values, coefficients)  # [B, S, H]
         return rest(hidden)  # [B, S, basis_dim]
 
 
