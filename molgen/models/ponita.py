@@ -53,7 +53,8 @@ class PonitaConfig(DictConfig):
         radial_features: K radial features each of the pair distance d and of a and b as more inputs of the spatial
             basis MLP's first layer (0: none; molgen.nn.radial).
         radial_basis: `bessel` (DimeNet, PaiNN) or `gaussian` (SchNet).
-        radial_cutoff: c in Å: the Bessel features vanish at d = c; the Gaussians' centres span [0, c] ([−c, c] for a).
+        radial_cutoff: c in Å: the Bessel features vanish at d = c; the Gaussians' centres span [0, c] ([−c, c]
+            for a).
 
     Precision is not part of the config: it is chosen at run time (molgen.precision.set_precision).
     """
