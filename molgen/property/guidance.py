@@ -96,20 +96,25 @@ class EnergyGuidance:
 
 @dataclass(frozen=True)
 class PropertyHistograms:
-    """A property's histogram over D_b per atom count: counts [N_max + 1, bins] on the shared bin edges [bins + 1]."""
+    """EDM's `DistributionProperty` of a property over D_b: per atom count N a histogram counts [N_max + 1, bins] over
+    that N's own range [low_N, high_N] (float64 [N_max + 1] each, NaN where no molecule has N atoms)."""
 
     counts: Tensor
-    edges: Tensor
+    low: Tensor
+    high: Tensor
 
     def density(self, value: float) -> Tensor:
-        """p(c = value | N) for N = 0..N_max, float64 [N_max + 1] (0 outside the edges and for unseen N)."""
-        counts, edges = self.counts.to(torch.float64), self.edges.to(torch.float64)  # [N + 1, bins], [bins + 1]
-        if not float(edges[0]) <= value <= float(edges[-1]):
-            return counts.new_zeros(counts.shape[0])
-        bin_index = int(torch.searchsorted(edges, torch.tensor([value], dtype=torch.float64), right=True)[0]) - 1
-        bin_index = min(max(bin_index, 0), counts.shape[1] - 1)
-        totals = counts.sum(dim=1).clamp_min(1.0)  # [N + 1]
-        return counts[:, bin_index] / totals / (edges[bin_index + 1] - edges[bin_index])  # [N + 1]
+        """p(c = value | N) for N = 0..N_max, float64 [N_max + 1]: the count of value's bin / (molecules with N atoms
+        * bin width); 0 outside [low_N, high_N] and for unseen N. Bin: int((v - low) / (high - low + 1e-12) * bins),
+        the last bin closed (EDM's)."""
+        counts, low, high = self.counts.to(torch.float64), self.low.to(torch.float64), self.high.to(torch.float64)
+        bins = counts.shape[1]
+        span = high - low + 1e-12  # [N + 1]
+        inside = (value >= low) & (value <= high)  # [N + 1], False where NaN
+        position = ((value - low) / span * bins).nan_to_num(0.0).clamp(0, bins - 1).long()  # [N + 1]
+        in_bin = counts.gather(1, position.unsqueeze(1)).squeeze(1)  # [N + 1]
+        density = in_bin / counts.sum(dim=1).clamp_min(1.0) / (span / bins).nan_to_num(1.0)  # [N + 1]
+        return torch.where(inside, density, torch.zeros_like(density))
 
 
 def conditional_node_distribution(prior: NodeCountDistribution, targets: Sequence[tuple[PropertyHistograms, float]],

@@ -38,14 +38,13 @@ def load_guide(name: str, folder=None, device: torch.device | str = "cpu") -> Gu
     from molgen.property.checkpoint import load_regressor
 
     path = guide_path(name, folder)
-    regressor, meta = load_regressor(path)
-    if meta.property != name:
-        raise MolgenError(f"{path} holds a regressor of {meta.property}, not {name}")
-    regressor = regressor.to(device).eval().requires_grad_(False)
-    histograms = getattr(meta, "histograms", None)
-    if histograms is not None and not isinstance(histograms, PropertyHistograms):
-        histograms = PropertyHistograms(torch.as_tensor(histograms["counts"]), torch.as_tensor(histograms["edges"]))
-    return Guide(name, regressor, float(meta.mean), float(meta.mad), histograms)
+    loaded = load_regressor(path)
+    if loaded.property.name != name or not loaded.noise_conditional:
+        what = "an evaluator (clean molecules)" if not loaded.noise_conditional else f"a guide of {loaded.property.name}"
+        raise MolgenError(f"{path} holds {what}, not a noise-conditional guide of {name}")
+    regressor = loaded.module.to(device).eval().requires_grad_(False)
+    histograms = PropertyHistograms(*(loaded.histograms[key] for key in ("counts", "low", "high")))
+    return Guide(name, regressor, loaded.normalisation.mean, loaded.normalisation.mad, histograms)
 
 
 @dataclass(frozen=True)

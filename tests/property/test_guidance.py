@@ -192,16 +192,20 @@ def test_fragment_atoms_stay_exact_under_guidance():
 
 
 def test_p_n_given_c_is_the_prior_times_the_histogram_densities():
+    """Histograms as EDM's DistributionProperty keeps them: per N its own range [low_N, high_N], equal bins."""
     prior = NodeCountDistribution(torch.tensor([0.0, 0.0, 1.0, 3.0, 4.0]))
-    edges = torch.tensor([0.0, 1.0, 2.0, 4.0])
-    first = PropertyHistograms(torch.tensor([[0, 0, 0], [0, 0, 0], [1, 1, 0], [2, 0, 2], [0, 4, 4]]), edges)
-    second = PropertyHistograms(torch.tensor([[0, 0, 0], [0, 0, 0], [1, 0, 0], [1, 1, 0], [3, 1, 0]]), edges)
-    # c1 = 3 (third bin, width 2), c2 = 0.5 (first bin, width 1)
-    expected = torch.tensor([0, 0, 1 / 8 * 0 * 1.0, 3 / 8 * (2 / 4 / 2) * (1 / 2), 4 / 8 * (4 / 8 / 2) * (3 / 4)],
+    nan = float("nan")
+    first = PropertyHistograms(torch.tensor([[0, 0], [0, 0], [1, 1], [2, 2], [0, 8]]),
+                               torch.tensor([nan, nan, 0.0, 1.0, 2.0]), torch.tensor([nan, nan, 2.0, 5.0, 4.0]))
+    second = PropertyHistograms(torch.tensor([[0, 0], [0, 0], [1, 0], [1, 1], [3, 1]]),
+                                torch.tensor([nan, nan, 0.0, 0.0, 0.0]), torch.tensor([nan, nan, 1.0, 2.0, 4.0]))
+    # c1 = 3.5: N=2 outside [0, 2]; N=3 second bin of [1, 5] (2 of 4, width 2); N=4 second of [2, 4] (8 of 8, width 1)
+    # c2 = 0.7: N=3 first bin of [0, 2] (1 of 2, width 1); N=4 first bin of [0, 4] (3 of 4, width 2)
+    expected = torch.tensor([0, 0, 0, 3 / 8 * (2 / 4 / 2) * (1 / 2 / 1), 4 / 8 * (8 / 8 / 1) * (3 / 4 / 2)],
                             dtype=torch.float64)
-    got = conditional_node_distribution(prior, [(first, 3.0), (second, 0.5)])
-    torch.testing.assert_close(got.probabilities, expected / expected.sum(), rtol=1e-12, atol=0)
-    restricted = conditional_node_distribution(prior, [(first, 3.0)], above=3)
-    assert restricted.supported == [4]
+    got = conditional_node_distribution(prior, [(first, 3.5), (second, 0.7)])
+    torch.testing.assert_close(got.probabilities, expected / expected.sum(), rtol=1e-9, atol=0)
+    assert conditional_node_distribution(prior, [(first, 5.0)]).supported == [3]  # the top edge is in the last bin
+    assert conditional_node_distribution(prior, [(first, 3.5)], above=3).supported == [4]
     with pytest.raises(ValueError, match="no atom count"):
         conditional_node_distribution(prior, [(first, 9.0)])
