@@ -111,3 +111,18 @@ def valence_stable(order: np.ndarray, atom_types: np.ndarray) -> np.ndarray:
     Shapes: order [N, N], atom_types [N] -> [N] bool.
     """
     return order.sum(axis=1) == ALLOWED_VALENCE_BY_TYPE[np.asarray(atom_types, dtype=np.intp)]  # [N]
+
+
+def fragment_count(order: np.ndarray) -> int:
+    """The number of connected pieces of a molecule's bond graph (MiDi's connected components).
+
+    Shapes: order [N, N] (bond orders, 0: no bond).
+    """
+    n = len(order)
+    linked = (order > 0) | np.eye(n, dtype=bool)  # [N, N]
+    labels = np.arange(n)  # [N]: each atom takes the smallest label among its neighbours until none changes
+    while True:
+        spread = np.where(linked, labels[None, :], n).min(axis=1, initial=n)  # [N]
+        if np.array_equal(spread, labels):
+            return len(np.unique(labels))
+        labels = spread

@@ -184,25 +184,38 @@ def _parse_xyz_atom(path: PathLike, lineno: int, line: str) -> tuple[int, list[f
 # ---------------------------------------------------------------------------------------------- SDF
 
 
-def write_sdf(path: PathLike, molecules: Iterable[Any], names: Sequence[str] | None = None) -> None:
+def write_sdf(path: PathLike, molecules: Iterable[Any], names: Sequence[str] | None = None,
+              properties: Sequence[dict[str, str]] | None = None, orders: Sequence[np.ndarray] | None = None) -> None:
     """Write molecules to one V2000 SDF file with EDM's distance-based bonds, coordinates with 4 decimals.
 
     Args:
         molecules: (positions [N, 3] Å, atom_types [N]) pairs; numpy arrays, torch tensors or lists.
         names: one single-line name (the record's first line) per molecule; "molecule i" by default.
+        properties: SD properties (name: single-line value) of each molecule, written after `M  END`.
+        orders: each molecule's bond orders [N, N] (0-3) instead of EDM's bonds.
     """
     molecules = check_molecules(molecules)
     names = check_labels(names, len(molecules), "name")
     with atomic_write(path) as handle:
         for index, (molecule, name) in enumerate(zip(molecules, names)):
-            handle.write(_sdf_record(index, *checked_molecule(f"molecule {index}", molecule), name))
+            positions, atom_types = checked_molecule(f"molecule {index}", molecule)
+            order = bond_order_matrix(positions, atom_types) if orders is None else np.asarray(orders[index])
+            handle.write(_sdf_record(index, positions, atom_types, name, order, properties and properties[index]))
 
 
-def _sdf_record(index: int, positions: np.ndarray, atom_types: np.ndarray, name: str) -> str:
-    """One molecule as a V2000 molfile record followed by `$$$$`."""
+def _sd_property_lines(index: int, properties: dict[str, str] | None) -> list[str]:
+    """`> <name>`, the value and a blank line for each SD property (ValueError for a value of several lines)."""
+    for key, value in (properties or {}).items():
+        if any(c in f"{key}{value}" for c in "\r\n") or any(c in key for c in "<>"):
+            raise ValueError(f"molecule {index}: SD property {key!r} = {value!r} must be one line")
+    return [line for key, value in (properties or {}).items() for line in (f"> <{key}>", value, "")]
+
+
+def _sdf_record(index: int, positions: np.ndarray, atom_types: np.ndarray, name: str, order: np.ndarray,
+                properties: dict[str, str] | None = None) -> str:
+    """One molecule with bond orders [N, N] as a V2000 molfile record, its SD properties and `$$$$`."""
     if len(positions) > V2000_MAX_COUNT:
         raise ValueError(f"molecule {index} has {len(positions)} atoms, more than V2000's {V2000_MAX_COUNT}")
-    order = bond_order_matrix(positions, atom_types)  # [N, N]
     bonds = [(i, j, int(order[i, j])) for i, j in zip(*np.nonzero(np.triu(order, k=1)))]
     if len(bonds) > V2000_MAX_COUNT:
         raise ValueError(f"molecule {index} has {len(bonds)} bonds, more than V2000's {V2000_MAX_COUNT}")
@@ -216,7 +229,7 @@ def _sdf_record(index: int, positions: np.ndarray, atom_types: np.ndarray, name:
         lines.append(_sdf_coordinates(index, xyz) + f" {ELEMENTS[atom_type]:<3}" + " 0" + "  0" * 11)
     for i, j, bond_type in bonds:
         lines.append(f"{i + 1:3d}{j + 1:3d}{bond_type:3d}" + "  0" * 4)
-    lines += ["M  END", "$$$$"]
+    lines += ["M  END", *_sd_property_lines(index, properties), "$$$$"]
     return "\n".join(lines) + "\n"
 
 
@@ -231,16 +244,41 @@ def _sdf_coordinates(index: int, xyz: np.ndarray) -> str:
 
 def read_sdf(path: PathLike) -> list[Molecule]:
     """Read the atoms (elements and coordinates) of every V2000 record of an SDF file; bonds are ignored."""
+    return read_sdf_with_bonds(path, bonds=False)[0]
+
+
+def read_sdf_with_bonds(path: PathLike, bonds: bool = True) -> tuple[list[Molecule], list[np.ndarray]]:
+    """The molecules of an SDF file and, with `bonds`, each one's bond orders [N, N] from its bond block (single,
+    double, triple; MoleculeFileError for other bond types, such as aromatic 4)."""
     lines = _read_lines(path)
-    molecules = []
+    molecules, orders = [], []
     start = 0
     while _skip_blank(lines, start) < len(lines):
         end = _record_end(lines, start)
-        molecules.append(_read_sdf_record(path, lines, start, end))
+        molecule, first_bond, bond_count = _read_sdf_record(path, lines, start, end)
+        molecules.append(molecule)
+        if bonds:
+            orders.append(_bond_orders(path, lines, first_bond, bond_count, len(molecule[1])))
         start = end + 1
     if not molecules:
         raise MoleculeFileError(path, None, "no molecules")
-    return molecules
+    return molecules, orders
+
+
+def _bond_orders(path: PathLike, lines: list[str], first: int, count: int, atoms: int) -> np.ndarray:
+    """The [N, N] bond orders of a V2000 bond block (`111222ttt`: atoms i, j from 1, bond type)."""
+    order = np.zeros((atoms, atoms), dtype=np.int64)
+    for index in range(first, first + count):
+        i, j, kind = (_parse_count(path, index + 1, lines[index][c:c + 3], what, minimum=1) for c, what in
+                      ((0, "an atom number in columns 1-3"), (3, "an atom number in columns 4-6"),
+                       (6, "a bond type in columns 7-9")))
+        if max(i, j) > atoms or i == j:
+            raise MoleculeFileError(path, index + 1, f"a bond between atoms {i} and {j} of {atoms}")
+        if kind > 3:
+            problem = f"bond type {kind} (molgen reads single, double and triple bonds: write the file kekulised)"
+            raise MoleculeFileError(path, index + 1, problem)
+        order[i - 1, j - 1] = order[j - 1, i - 1] = kind
+    return order
 
 
 def _record_end(lines: list[str], start: int) -> int:
@@ -251,8 +289,9 @@ def _record_end(lines: list[str], start: int) -> int:
     return end
 
 
-def _read_sdf_record(path: PathLike, lines: list[str], start: int, end: int) -> Molecule:
-    """The atoms of the molfile in lines[start:end] (header, counts line, atom block, bond block, M  END)."""
+def _read_sdf_record(path: PathLike, lines: list[str], start: int, end: int) -> tuple[Molecule, int, int]:
+    """The atoms of the molfile in lines[start:end] (header, counts line, atom block, bond block, M  END), the index
+    of its first bond line and the bond count."""
     counts = start + 3  # after the name, program and comment lines
     if counts >= end:
         raise MoleculeFileError(path, start + 1, "the record ends before its counts line (its 4th line)")
@@ -276,7 +315,7 @@ def _read_sdf_record(path: PathLike, lines: list[str], start: int, end: int) -> 
     if not any(line.startswith("M  END") for line in lines[first_bond + bond_count : end]):
         problem = f"the record has no 'M  END' line (its last line is line {end})"
         raise MoleculeFileError(path, counts + 1, problem)
-    return _as_molecule(positions, atom_types)
+    return _as_molecule(positions, atom_types), first_bond, bond_count
 
 
 def _parse_counts_line(path: PathLike, lineno: int, line: str) -> tuple[int, int]:
