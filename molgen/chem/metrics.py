@@ -107,10 +107,11 @@ def largest_fragment(mol: Chem.Mol) -> Chem.Mol:
     return max(fragments, default=mol, key=lambda fragment: fragment.GetNumAtoms())
 
 
-def check_molecule(positions: np.ndarray, atom_types: np.ndarray) -> MoleculeCheck:
+def check_molecule(positions: np.ndarray, atom_types: np.ndarray, order: np.ndarray | None = None) -> MoleculeCheck:
     """Stability per atom, validity and largest-fragment SMILES of one molecule; never raises on bad input.
 
-    Shapes: positions [N, 3] (Å), atom_types [N] (int indices into ELEMENTS).
+    Shapes: positions [N, 3] (Å), atom_types [N] (int indices into ELEMENTS), order [N, N] (bond orders; default:
+    EDM's from the distances).
     """
     problem = input_problem(positions, atom_types)
     if problem is not None:
@@ -118,7 +119,7 @@ def check_molecule(positions: np.ndarray, atom_types: np.ndarray) -> MoleculeChe
         n_atoms = len(types) if types.ndim >= 1 else 0
         return MoleculeCheck(np.zeros(n_atoms, dtype=bool), False, None, problem, bad_input=True)
     types = np.asarray(atom_types, dtype=np.intp)  # [N]
-    order = bond_order_matrix(positions, types)  # [N, N]
+    order = bond_order_matrix(positions, types) if order is None else order  # [N, N]
     stable_atoms = valence_stable(order, types)  # [N]
     mol = build_molecule(types, order)
     error = sanitize(mol)
