@@ -48,7 +48,7 @@ def molecule_to_rdkit(positions: np.ndarray, atom_types: np.ndarray) -> Chem.Mol
     return mol.GetMol()
 
 
-def _depiction(positions: np.ndarray, atom_types: np.ndarray, check: MoleculeCheck, fixed_atoms: int = 0) -> Chem.Mol:
+def _depiction(positions: np.ndarray, atom_types: np.ndarray, valid: bool, fixed_atoms: int = 0) -> Chem.Mol:
     """A 2D depiction: the valid molecule's largest fragment without hydrogens, else all atoms unsanitised.
 
     The first `fixed_atoms` atoms are marked with FIXED_PROP.
@@ -56,7 +56,7 @@ def _depiction(positions: np.ndarray, atom_types: np.ndarray, check: MoleculeChe
     mol = molecule_to_rdkit(positions, atom_types)
     for index in range(fixed_atoms):
         mol.GetAtomWithIdx(index).SetBoolProp(FIXED_PROP, True)
-    if check.valid:
+    if valid:
         heavy = _without_hydrogens(largest_fragment(mol))
         mol = heavy if heavy.GetNumAtoms() else mol
     mol = Chem.Mol(mol)
@@ -127,7 +127,7 @@ def draw_grid(
     """
     if not molecules:
         raise ValueError("draw_grid needs at least one molecule")
-    depictions = [_depiction(x, types, check, fixed_atoms)
+    depictions = [_depiction(x, types, check.valid, fixed_atoms)
                   for (x, types), check in zip(molecules, checks, strict=True)]
     legends = [grid_legend(mol, check) for mol, check in zip(depictions, checks)]
     fixed = [[atom.GetIdx() for atom in mol.GetAtoms() if atom.HasProp(FIXED_PROP)] for mol in depictions]
@@ -135,6 +135,26 @@ def draw_grid(
                 [check.stable for check in checks], fixed if fixed_atoms else None)
     with atomic_write(path, "wb") as handle:
         handle.write(png)
+
+
+def depiction_svg(
+    positions: np.ndarray, atom_types: np.ndarray, valid: bool, fixed_atoms: int = 0, size: tuple[int, int] = (220, 170)
+) -> str:
+    """The 2D depiction of `draw_grid` as an SVG element (no XML header, transparent background, text as paths).
+
+    The first `fixed_atoms` atoms (a fixed fragment) are highlighted.
+    """
+    mol = _depiction(positions, atom_types, valid, fixed_atoms)
+    drawer = rdMolDraw2D.MolDraw2DSVG(*size)
+    options = drawer.drawOptions()
+    options.prepareMolsBeforeDrawing = False
+    options.clearBackground = False
+    fixed = [atom.GetIdx() for atom in mol.GetAtoms() if atom.HasProp(FIXED_PROP)]
+    with rdBase.BlockLogs():
+        drawer.DrawMolecule(_prepared(mol), highlightAtoms=fixed or None)
+    drawer.FinishDrawing()
+    text = drawer.GetDrawingText()
+    return text[text.index("<svg"):]
 
 
 def _prepared(mol: Chem.Mol) -> Chem.Mol:
@@ -166,7 +186,7 @@ def draw_chain(path: str | Path, frames: Sequence[Molecule], labels: Sequence[st
 def _final_depiction(positions: np.ndarray, atom_types: np.ndarray) -> Image.Image:
     """The finished molecule as a chain panel: its 2D depiction (as in the grid), captioned with its SMILES."""
     check = check_molecule(positions, atom_types)
-    mol = _depiction(positions, atom_types, check)
+    mol = _depiction(positions, atom_types, check.valid)
     drawer = rdMolDraw2D.MolDraw2DCairo(*PANEL)
     drawer.drawOptions().prepareMolsBeforeDrawing = False
     with rdBase.BlockLogs():
