@@ -13,6 +13,7 @@ from pathlib import Path
 
 from molgen import __version__
 from molgen.choices import PRECISIONS
+from molgen.cli_figures import add_figure_arguments, check_figure_arguments, evaluate_figures, read_files
 from molgen.cli_grow import add_grow_parser, grow_command
 from molgen.cli_help import HelpFormatter, Parser
 from molgen.cli_sampling import add_checkpoint_arguments, add_sample_parser, evaluate_checkpoint, sample_command
@@ -73,6 +74,7 @@ def _add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
                           help="score novelty against EDM's training SMILES (auto: when the QM9 data is installed)")
     evaluate.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the metrics as JSON")
     evaluate.add_argument("--cache-dir", type=Path, default=None, help="QM9 cache folder")
+    add_figure_arguments(evaluate)
     add_checkpoint_arguments(evaluate)
 
 
@@ -171,13 +173,13 @@ def _check_cache_first(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from molgen.chem.io import read_molecules
-    from molgen.chem.metrics import evaluate_molecules
+    from molgen.chem.figures import format_figures
 
     if (bool(args.files) + bool(args.qm9_split) + (args.checkpoint is not None)) != 1:
         raise MolgenError("give molecule files, --qm9-split or --checkpoint: exactly one of them")
     if args.json is not None:
         check_output_file(args.json)
+    check_figure_arguments(args)
     if args.checkpoint is not None:
         _check_cache_first(args)
         evaluate_checkpoint(args, lambda: _training_smiles(args), args.json, args.cache_dir)
@@ -185,19 +187,22 @@ def _evaluate(args: argparse.Namespace) -> None:
     if args.qm9_split:
         from molgen.data.qm9 import QM9Dataset
 
-        molecules = QM9Dataset(args.qm9_split, args.cache_dir).molecules()
+        molecules, orders = QM9Dataset(args.qm9_split, args.cache_dir).molecules(), None
         source = f"QM9 {args.qm9_split} split"
     else:
-        molecules = [m for path in args.files for m in read_molecules(path)]
+        molecules, orders = read_files(args)
         source = ", ".join(str(p) for p in args.files)
-    metrics = evaluate_molecules(molecules, training_smiles=_training_smiles(args), progress=True)
-    print(f"{len(molecules):,} molecules from {source}")
+    training_smiles = _training_smiles(args)
+    scored, figures, _ = evaluate_figures(molecules, orders, args)
+    metrics = scored.metrics(training_smiles)
+    print(f"{len(molecules):,} molecules from {source}, " + ("EDM's bonds" if args.bonds == "edm" else "the files' bonds"))
     print(metrics.format_table())
+    print(format_figures(figures))
     if args.json is not None:
         from molgen.atomic import atomic_write
 
         with writing(args.json), atomic_write(args.json) as handle:
-            json.dump({"source": source, **metrics.to_dict()}, handle, indent=2)
+            json.dump({"source": source, "bonds": args.bonds, **metrics.to_dict(), **figures}, handle, indent=2)
         print(f"metrics written to {args.json}")
 
 

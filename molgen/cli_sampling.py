@@ -18,6 +18,7 @@ from molgen.choices import (
     SAMPLERS,
     seed_problem,
 )
+from molgen.cli_figures import write_sample_tables
 from molgen.cli_help import HelpFormatter
 from molgen.errors import DataError
 from molgen.outputs import writing
@@ -25,7 +26,7 @@ from molgen.property.targets import add_target_arguments, targets_from_arguments
 from molgen.settings import samplers_with
 
 GRID_COLUMNS = 6
-SAMPLE_FILES = ("molecules.sdf", "molecules.xyz", "grid.png", "chain.png", "chain.gif", "summary.json")
+SAMPLE_FILES = ("molecules.sdf", "molecules.xyz", "molecules.csv", "grid.png", "chain.png", "chain.gif", "summary.json")
 
 
 def _at_least(minimum: int) -> Callable[[str], int]:
@@ -161,32 +162,35 @@ def _describe(samples) -> str:
 def sample_command(args: argparse.Namespace) -> None:
     """`molgen sample`: check --out and make the new folder beside it, sample, write the whole result into the new
     folder, which then replaces --out; print."""
+    from molgen.chem.figures import format_figures
     from molgen.replaced import replaced_folder
 
     with replaced_folder(args.out, SAMPLE_FILES) as staging:
         _, samples = _sampled(args, args.chain_frames if args.chain else 0)
         with writing(staging, shown_as=args.out):
-            written = _write_samples(staging, args, samples)
+            written, figures = _write_samples(staging, args, samples)
     metrics = samples.metrics()
     print(_describe(samples))
     print(f"stable: {metrics.n_stable_molecules} of {metrics.n_molecules} molecules ({100 * metrics.mol_stable:.1f}%), "
           f"{100 * metrics.atom_stable:.1f}% of atoms; valid: {metrics.n_valid} ({100 * metrics.validity:.1f}%), "
           f"{metrics.n_unique} unique")
+    print(format_figures(figures))
     print("files: " + ", ".join(str(args.out / name) for name in written))
 
 
-def _write_samples(folder: Path, args: argparse.Namespace, samples) -> list[str]:
-    """Write the molecules, the pictures asked for and summary.json (last) into `folder`; returns the file names."""
+def _write_samples(folder: Path, args: argparse.Namespace, samples) -> tuple[list[str], dict]:
+    """Write the molecules, the pictures asked for and summary.json (last) into `folder`; returns the file names and
+    the connectivity and distance figures."""
     from molgen.chem.draw import draw_chain, draw_grid
-    from molgen.chem.io import write_sdf, write_xyz
+    from molgen.chem.io import write_xyz
     from molgen.sampling import chain_labels
 
     metrics, checks = samples.metrics(), samples.checks
     names = [f"molgen sample {i}: {check.smiles if check.valid else 'invalid'}"
              + (" (stable)" if check.stable else "") for i, check in enumerate(checks)]
-    write_sdf(folder / "molecules.sdf", samples.molecules, names)
+    figures = write_sample_tables(folder, samples, names)
     write_xyz(folder / "molecules.xyz", samples.molecules, names)
-    written = ["molecules.sdf", "molecules.xyz"]
+    written = ["molecules.sdf", "molecules.xyz", "molecules.csv"]
     if args.grid:
         shown = slice(0, args.grid)
         fixed_atoms = len(samples.fragment[1]) if samples.fragment is not None else 0
@@ -199,11 +203,11 @@ def _write_samples(folder: Path, args: argparse.Namespace, samples) -> list[str]
             written.append(name)
     summary = {"checkpoint": str(samples.checkpoint), "checkpoint_step": samples.checkpoint_step,
                "settings": asdict(samples.settings), "seconds": samples.seconds, "compute": samples.compute,
-               "files": [str(args.out / name) for name in written], **metrics.to_dict()}
+               "files": [str(args.out / name) for name in written], **metrics.to_dict(), **figures}
     if samples.fragment is not None:
         summary["fixed"] = {"fragment": str(args.fix), "atoms": len(samples.fragment[1])}
     _write_json(folder / "summary.json", summary)
-    return [*written, "summary.json"]
+    return [*written, "summary.json"], figures
 
 
 def _write_json(path: Path, payload: dict) -> None:
