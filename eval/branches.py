@@ -16,8 +16,14 @@ horizon goes to FOLDER/horizon_K.md and stdout (and is appended to --out).
 
     python eval/branches.py --resume runs/qm9_ponita_cpu/last.pt --folder runs/branches --budget 2700 \\
         --branch baseline --branch "deep8=grow:--layers 8" \\
-        --branch "min_snr=train.loss_weighting=min_snr;train.min_snr_gamma=5" --out eval/branches.md
+        --branch "min_snr=train.loss_weighting=min_snr;train.min_snr_gamma=5" \\
+        --branch "radial16=grow:--radial-features 16" --out eval/branches.md
     python eval/branches.py --folder runs/branches --extend baseline,deep8 --budget 2700 --out eval/branches.md
+
+The study's branches: (a) `baseline`; (b) `deep8`, deepened 5 -> 8 (Net2Net); (c) `min_snr`, min-SNR-γ weighting
+with γ = 5; (d) `radial16`, a finer spatial basis: 16 radial Bessel features each of d, a and b
+(model.config.radial_features; `grow:--radial-features 16 --radial-basis gaussian` for SchNet's Gaussians) whose
+first-layer weights start at zero, so the branch starts from the main branch's function exactly.
 
 Pause the long run first (its CPU time would slow the branches): this tool signals no process but its own.
 """
