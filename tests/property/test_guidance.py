@@ -209,3 +209,11 @@ def test_p_n_given_c_is_the_prior_times_the_histogram_densities():
     assert conditional_node_distribution(prior, [(first, 3.5)], above=3).supported == [4]
     with pytest.raises(ValueError, match="no atom count"):
         conditional_node_distribution(prior, [(first, 9.0)])
+
+
+def test_the_torch_free_target_table_names_the_properties_and_units():
+    from molgen.property.properties import PROPERTIES
+    from molgen.property.targets import PROPERTY_UNITS, parse_target
+
+    assert PROPERTY_UNITS == {name: prop.unit for name, prop in PROPERTIES.items()}
+    assert parse_target(" gap = 6500.5") == ("gap", 6500.5)
