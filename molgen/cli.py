@@ -16,6 +16,7 @@ from molgen.choices import PRECISIONS
 from molgen.cli_figures import add_figure_arguments, check_figure_arguments, evaluate_figures, read_files
 from molgen.cli_grow import add_grow_parser, grow_command
 from molgen.cli_help import HelpFormatter, Parser
+from molgen.cli_report import add_report_option, write_evaluation_report
 from molgen.cli_sampling import add_checkpoint_arguments, add_sample_parser, evaluate_checkpoint, sample_command
 from molgen.errors import MolgenError
 from molgen.interrupts import Interrupted, terminate_interrupts
@@ -73,6 +74,7 @@ def _add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--novelty", choices=("auto", "yes", "no"), default="auto",
                           help="score novelty against EDM's training SMILES (auto: when the QM9 data is installed)")
     evaluate.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the metrics as JSON")
+    add_report_option(evaluate)
     evaluate.add_argument("--cache-dir", type=Path, default=None, help="QM9 cache folder")
     add_figure_arguments(evaluate)
     add_checkpoint_arguments(evaluate)
@@ -177,8 +179,9 @@ def _evaluate(args: argparse.Namespace) -> None:
 
     if (bool(args.files) + bool(args.qm9_split) + (args.checkpoint is not None)) != 1:
         raise MolgenError("give molecule files, --qm9-split or --checkpoint: exactly one of them")
-    if args.json is not None:
-        check_output_file(args.json)
+    for path in (args.json, args.report):
+        if path is not None:
+            check_output_file(path)
     check_figure_arguments(args)
     if args.checkpoint is not None:
         _check_cache_first(args)
@@ -193,7 +196,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         molecules, orders = read_files(args)
         source = ", ".join(str(p) for p in args.files)
     training_smiles = _training_smiles(args)
-    scored, figures, _ = evaluate_figures(molecules, orders, args)
+    scored, figures, rows = evaluate_figures(molecules, orders, args)
     metrics = scored.metrics(training_smiles)
     print(f"{len(molecules):,} molecules from {source}, " + ("EDM's bonds" if args.bonds == "edm" else "the files' bonds"))
     print(metrics.format_table())
@@ -204,6 +207,11 @@ def _evaluate(args: argparse.Namespace) -> None:
         with writing(args.json), atomic_write(args.json) as handle:
             json.dump({"source": source, "bonds": args.bonds, **metrics.to_dict(), **figures}, handle, indent=2)
         print(f"metrics written to {args.json}")
+    if args.report is not None:
+        with writing(args.report):
+            write_evaluation_report(args.report, molecules, source, {**metrics.to_dict(), **figures}, rows, scored.orders,
+                                    "EDM's distance rule" if args.bonds == "edm" else "the files' own bond blocks")
+        print(f"report written to {args.report}")
 
 
 def _config_overrides(args: argparse.Namespace) -> tuple[dict, dict[str, str]]:

@@ -59,12 +59,14 @@ def write_sample_report(path: Path, samples, metrics: Mapping[str, Any], rows: S
 
 
 def write_evaluation_report(path: Path, molecules: Sequence, source: str, metrics: Mapping[str, Any],
-                            rows: Sequence | None = None) -> None:
-    """report.html of `molgen evaluate --report`: the molecules scored, from `source`."""
+                            rows: Sequence | None = None, orders: Sequence | None = None,
+                            bonds: str = "EDM's distance rule") -> None:
+    """report.html of `molgen evaluate --report`: the molecules scored, from `source`, drawn with the bond orders
+    `orders` [N, N] that scored them (default: EDM's rule)."""
     from molgen.chem.metrics import check_molecule
     from molgen.report import write_report
 
     if rows is None:
         rows = report_rows(molecules, [check_molecule(x, types) for x, types in molecules])
-    write_report(path, molecules, rows, [("source", source), ("molecules", f"{len(molecules):,}")], metrics,
-                 title=f"molgen evaluate: {source}")
+    write_report(path, molecules, rows, [("source", source), ("molecules", f"{len(molecules):,}"), ("bonds", bonds)],
+                 metrics, title=f"molgen evaluate: {source}", orders=orders, bonds=bonds)

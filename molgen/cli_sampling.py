@@ -20,13 +20,15 @@ from molgen.choices import (
 )
 from molgen.cli_figures import write_sample_tables
 from molgen.cli_help import HelpFormatter
+from molgen.cli_report import add_no_report_option, write_sample_report
 from molgen.errors import DataError
 from molgen.outputs import writing
 from molgen.property.targets import add_target_arguments, targets_from_arguments
 from molgen.settings import samplers_with
 
 GRID_COLUMNS = 6
-SAMPLE_FILES = ("molecules.sdf", "molecules.xyz", "molecules.csv", "grid.png", "chain.png", "chain.gif", "summary.json")
+SAMPLE_FILES = ("molecules.sdf", "molecules.xyz", "molecules.csv", "grid.png", "chain.png", "chain.gif", "summary.json",
+                "report.html")
 
 
 def _at_least(minimum: int) -> Callable[[str], int]:
@@ -93,8 +95,9 @@ def add_sample_parser(commands: argparse._SubParsersAction) -> None:
         "sample", help="sample molecules from a checkpoint (default: the shipped QM9 model)",
         formatter_class=HelpFormatter,
         description="Sample 3D molecules and write OUT/molecules.sdf (with EDM's bonds), OUT/molecules.xyz, "
-                    "OUT/grid.png (2D depictions labelled with SMILES, stable molecules framed) and OUT/summary.json; "
-                    "with --chain also the denoising chain of the first molecule as OUT/chain.png and OUT/chain.gif.",
+                    "OUT/grid.png (2D depictions labelled with SMILES, stable molecules framed), OUT/report.html (every "
+                    "molecule in 3D, for a browser, offline) and OUT/summary.json; with --chain also the denoising "
+                    "chain of the first molecule as OUT/chain.png and OUT/chain.gif.",
     )
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="checkpoint file (default: $MOLGEN_CHECKPOINT or checkpoints/qm9_ponita_cpu.pt)")
@@ -114,6 +117,7 @@ def add_sample_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--resample", type=_non_negative, default=0,
                         help="with --fix: RePaint round trips per step (each costs one more network call per step; "
                              f"at most {MAX_RESAMPLE})")
+    add_no_report_option(parser)
     add_target_arguments(parser)
 
 
@@ -201,11 +205,15 @@ def _write_samples(folder: Path, args: argparse.Namespace, samples) -> tuple[lis
         for name in ("chain.png", "chain.gif"):
             draw_chain(folder / name, frames, chain_labels(samples.chain))
             written.append(name)
+    if not args.no_report:
+        written.append("report.html")  # written last but one, from the summary's figures
     summary = {"checkpoint": str(samples.checkpoint), "checkpoint_step": samples.checkpoint_step,
                "settings": asdict(samples.settings), "seconds": samples.seconds, "compute": samples.compute,
                "files": [str(args.out / name) for name in written], **metrics.to_dict(), **figures}
     if samples.fragment is not None:
         summary["fixed"] = {"fragment": str(args.fix), "atoms": len(samples.fragment[1])}
+    if not args.no_report:
+        write_sample_report(folder / "report.html", samples, summary, fragment_path=args.fix)
     _write_json(folder / "summary.json", summary)
     return [*written, "summary.json"], figures
 
@@ -251,6 +259,10 @@ def evaluate_checkpoint(
         with writing(json_path):
             _write_json(json_path, payload)
         print(f"metrics written to {json_path}")
+    if getattr(args, "report", None) is not None:
+        with writing(args.report):
+            write_sample_report(args.report, samples, metrics.to_dict())
+        print(f"report written to {args.report}")
 
 
 def _test_nll(loaded, args: argparse.Namespace, cache_dir: Path | None):

@@ -35,6 +35,7 @@ METRICS = (
 )
 EXTENDED = ("connected", "fragments", "distances", "strain", "posebusters")  # further checks, shown where present
 POLICY = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'"
+SDF_BONDS = "EDM's distance rule (the bonds molgen writes in molecules.sdf)"
 ChainFrame = tuple[np.ndarray, np.ndarray, str]  # positions [N, 3], atom types [N], label
 
 
@@ -123,7 +124,7 @@ def _key() -> str:
 def report_html(
     molecules: Sequence[Molecule], rows: Sequence[Mapping[str, Any]], summary: Sequence[tuple[str, Any]],
     metrics: Mapping[str, Any], chain: Sequence[ChainFrame] = (), fixed_atoms: int = 0, title: str = "molgen report",
-    orders: Sequence[np.ndarray] | None = None,
+    orders: Sequence[np.ndarray] | None = None, bonds: str = SDF_BONDS,
 ) -> str:
     """The whole page as text; see `write_report`."""
     if len(rows) != len(molecules):
@@ -140,8 +141,8 @@ def report_html(
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{html.escape(title)}</title>'
             f"<style>{_asset('report.css')}</style></head><body><h1>{html.escape(title)}</h1>"
             f'<div class="tables">{summary_table(summary)}{metrics_table(metrics)}{extended_table(metrics)}</div>'
-            f"{_chain_section(bool(chain))}<h2>Molecules</h2><p class=\"note\">Ball and stick with the bonds "
-            f"written in the SDF (EDM's distance rule), coloured by element:{_key()}. Drag a 3D view to rotate it, "
+            f"{_chain_section(bool(chain))}<h2>Molecules</h2><p class=\"note\">Ball and stick with bonds from "
+            f"{html.escape(bonds)}, coloured by element:{_key()}. Drag a 3D view to rotate it, "
             f"use the wheel to zoom. Stable molecules are framed in green.{fixed_note}</p>"
             f'{filters_html(rows)}<div class="cards">{"".join(card for _, card in made)}</div>'
             f'<script id="molgen-data" type="application/json">{data}</script>'
@@ -152,6 +153,7 @@ def write_report(
     path: str | Path, molecules: Sequence[Molecule], rows: Sequence[Mapping[str, Any]],
     summary: Sequence[tuple[str, Any]], metrics: Mapping[str, Any], chain: Sequence[ChainFrame] = (),
     fixed_atoms: int = 0, title: str = "molgen report", orders: Sequence[np.ndarray] | None = None,
+    bonds: str = SDF_BONDS,
 ) -> None:
     """Write report.html atomically.
 
@@ -160,8 +162,9 @@ def write_report(
         summary: (label, value) pairs describing the run; metrics: `Metrics.to_dict()` and any further checks.
         chain: (positions, atom types, label) per frame of molecule 0's denoising, played in 3D when given.
         fixed_atoms: the first this many atoms of every molecule are a fixed fragment, highlighted.
-        orders: bond orders [N, N] per molecule (default: EDM's distance rule, the bonds molgen's SDF holds).
+        orders: bond orders [N, N] per molecule (default: EDM's distance rule, the bonds molgen's SDF holds), and
+            `bonds` says where they come from.
     """
-    text = report_html(molecules, rows, summary, metrics, chain, fixed_atoms, title, orders)
+    text = report_html(molecules, rows, summary, metrics, chain, fixed_atoms, title, orders, bonds)
     with atomic_write(path, "wb") as handle:
         handle.write(text.encode("utf-8"))

@@ -39,7 +39,8 @@ def test_rerun_replaces_a_folder_of_molgen_outputs(checkpoint, tmp_path):
     assert _sample(checkpoint, out, "--chain", "--chain-frames", "3") == 0
     assert (out / "chain.png").exists()
     assert _sample(checkpoint, out, "--seed", "1") == 0  # the README's command, run again
-    assert sorted(p.name for p in out.iterdir()) == ["grid.png", "molecules.sdf", "molecules.xyz", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["grid.png", "molecules.csv", "molecules.sdf", "molecules.xyz",
+                                                     "report.html", "summary.json"]
     assert json.loads((out / "summary.json").read_text())["settings"]["seed"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["samples"]  # no temporary sibling left
 
@@ -100,7 +101,8 @@ def test_summary_records_the_steps_used(checkpoint, tmp_path, sampler, steps):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["settings"]["steps"] == steps and summary["settings"]["sampler"] == sampler
     assert summary["settings"]["seed"] == 5 and summary["n_molecules"] == 2
-    assert summary["files"] == [str(out / name) for name in ("molecules.sdf", "molecules.xyz")]
+    assert summary["files"] == [str(out / name) for name in ("molecules.sdf", "molecules.xyz", "molecules.csv",
+                                                             "report.html")]
 
 
 def test_chain_draws_molecule_zero_in_output_order(checkpoint, tmp_path, monkeypatch):
