@@ -18,7 +18,7 @@ from molgen.choices import (
     SAMPLERS,
     seed_problem,
 )
-from molgen.cli_figures import write_sample_tables
+from molgen.cli_figures import evaluate_figures, write_sample_tables
 from molgen.cli_help import HelpFormatter
 from molgen.cli_report import add_no_report_option, write_sample_report
 from molgen.errors import DataError
@@ -237,13 +237,16 @@ def evaluate_checkpoint(
     the QM9 data; a bad checkpoint fails first); the metrics also go to `json_path`; the test split is read from
     the QM9 cache in `cache_dir` (None: the default cache).
     """
+    from molgen.chem.figures import format_figures
     from molgen.evaluation import intervals
 
     loaded, samples = _sampled(args)
     metrics = samples.metrics(training_smiles())
+    _, figures, _ = evaluate_figures(samples.molecules, None, args)  # connectivity, distances, strain, PoseBusters
     nll = _test_nll(loaded, args, cache_dir) if args.nll_passes else None
     print(_describe(samples))
     print(metrics.format_table(intervals(metrics)))
+    print(format_figures(figures))
     if nll is not None:
         print(f"test NLL {nll.mean:.2f} ± {nll.standard_error:.2f} nats per molecule ({nll.num_molecules:,} test "
               f"molecules, {args.nll_passes} pass(es), standard error)")
@@ -251,7 +254,7 @@ def evaluate_checkpoint(
         payload = {"checkpoint": str(samples.checkpoint), "checkpoint_step": samples.checkpoint_step,
                    "settings": asdict(samples.settings), "sampling_seconds": samples.seconds,
                    "compute": samples.compute,
-                   "seconds_per_molecule": samples.seconds_per_molecule, **metrics.to_dict(),
+                   "seconds_per_molecule": samples.seconds_per_molecule, **metrics.to_dict(), **figures,
                    "intervals_95": {k: list(v) for k, v in intervals(metrics).items()},
                    "test_nll": None if nll is None else {"mean": nll.mean, "standard_error": nll.standard_error,
                                                          "num_molecules": nll.num_molecules,

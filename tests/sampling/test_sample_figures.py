@@ -29,3 +29,15 @@ def test_sample_writes_the_table_and_the_fast_figures(checkpoint, tmp_path, caps
     assert sum(row["connected"] == "true" for row in rows) == round(4 * summary["connected"])
     records = list(Chem.SDMolSupplier(str(out / "molecules.sdf"), sanitize=False, removeHs=False))
     assert [record.GetProp("fragments") for record in records] == [row["fragments"] for row in rows]
+
+
+@pytest.mark.slow
+def test_evaluate_checkpoint_adds_the_figures_and_the_table(checkpoint, tmp_path, capsys):
+    report, table = tmp_path / "eval.json", tmp_path / "molecules.csv"
+    argv = ["evaluate", "--checkpoint", str(checkpoint), "--num-samples", "3", "--steps", "2", "--nll-passes", "0",
+            "--novelty", "no", "--json", str(report), "--csv", str(table), "--no-progress"]
+    assert main(argv) == 0
+    assert "MMFF94 strain" in capsys.readouterr().out
+    result = json.loads(report.read_text())
+    assert {"connected", "fragments", "distances", "strain"} <= set(result) and result["n_molecules"] == 3
+    assert len(list(csv.DictReader(table.open()))) == 3
