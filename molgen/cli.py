@@ -64,9 +64,10 @@ def _add_evaluate_parser(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser(
         "evaluate", help="score molecules (XYZ/SDF files, a QM9 split, or samples of a checkpoint) with EDM's metrics",
         formatter_class=HelpFormatter,
-        description="Atom and molecule stability, RDKit validity, uniqueness and novelty exactly as EDM defines them. "
-                    "With --checkpoint: EDM's protocol on N samples (95% confidence intervals) and the test-split "
-                    "NLL of the EMA weights.",
+        description="Atom and molecule stability, RDKit validity, uniqueness and novelty exactly as EDM defines them, "
+                    "then connectivity, MiDi's distribution distances to the QM9 test split, MMFF94 strain and, with "
+                    "--posebusters, PoseBusters' mol checks. With --checkpoint: EDM's protocol on N samples (95% "
+                    "confidence intervals) and the test-split NLL of the EMA weights.",
     )
     evaluate.add_argument("files", nargs="*", type=Path, help="XYZ or SDF files of molecules")
     evaluate.add_argument("--qm9-split", choices=("train", "valid", "test"), default=None,
