@@ -145,6 +145,18 @@ def test_the_gradient_is_the_energys_with_features_and_a_centred_position_part()
         assert float(gradient[atom, channel]) == pytest.approx(float(numeric), rel=1e-5, abs=1e-9)
 
 
+def test_the_position_gradient_is_projected_to_zero_centroid():
+    """A property that is not translation invariant: the position part is its gradient minus the per-molecule mean."""
+    z, layout = _state(3)
+    t = torch.full((2,), 0.5, dtype=torch.float64)
+    gradient = energy_gradient([EnergyTerm(bounded_property, torch.tensor([0.0, 0.0]))], z, t, layout, torch.float64)
+    z_in = z.clone().requires_grad_(True)
+    (raw,) = torch.autograd.grad((0.5 * bounded_property(z_in[:, :3], z_in[:, 3:], t, layout) ** 2).sum(), z_in)
+    assert raw[:5, :3].sum(dim=0).abs().max() > 1e-3  # the raw gradient has a centroid
+    torch.testing.assert_close(gradient[:, :3], remove_centroid(raw[:, :3], layout.batch, 2), rtol=0, atol=1e-12)
+    torch.testing.assert_close(gradient[:, 3:], raw[:, 3:], rtol=0, atol=1e-12)
+
+
 def test_a_zero_scale_returns_eps_itself_and_t_zero_is_not_guided():
     z, layout = _state(4)
     eps = torch.randn_like(z)
