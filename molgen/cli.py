@@ -268,18 +268,23 @@ def _train_process(args: argparse.Namespace, config, world, resume: Path | None)
         if world.is_main:
             print(message)
 
-    if args.data is not None:
+    from molgen.property.training import is_property_run, property_trainer
+
+    progress = not args.no_progress and world.is_main
+    if is_property_run(config):  # a property regressor (molgen.property)
+        trainer = property_trainer(config, args.data, progress=progress, world=world)
+    elif args.data is not None:
         from molgen.data.export import load_export
 
         export = load_export(args.data)
-        splits, node_histogram = export.splits, export.node_histogram
+        trainer = Trainer(config, export.splits["train"], export.splits["valid"],
+                          node_histogram=export.node_histogram, progress=progress, world=world)
     else:
         from molgen.data.qm9 import load_splits
 
         splits = load_splits(Path(config.data.cache_dir) if config.data.cache_dir else None)
-        node_histogram = node_count_histogram(splits["train"])
-    trainer = Trainer(config, splits["train"], splits["valid"], node_histogram=node_histogram,
-                      progress=not args.no_progress and world.is_main, world=world)
+        trainer = Trainer(config, splits["train"], splits["valid"],
+                          node_histogram=node_count_histogram(splits["train"]), progress=progress, world=world)
     if resume is not None:
         changed = trainer.load_checkpoint(resume)
         say(f"resuming from {resume} at step {trainer.step:,} (epoch {trainer.epoch})"

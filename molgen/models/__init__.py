@@ -7,3 +7,4 @@ order below, which is the order error messages list the models in: PONITA, the d
 
 from molgen.models import ponita  # noqa: F401
 from molgen.models import egnn  # noqa: F401
+from molgen.property import regressor  # noqa: F401  (the property regressors: molgen.property)

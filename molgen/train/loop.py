@@ -79,6 +79,8 @@ class Trainer:
         prefetch: prepare the next batch and its noise on a background thread during each step (None: on CUDA).
     """
 
+    step_class = OptimisationStep  # the loss of a training task (molgen.property.training overrides it)
+
     def __init__(
         self,
         config: RunConfig,
@@ -129,9 +131,9 @@ class Trainer:
                                            amsgrad=tc.amsgrad)
         self.emas = EMASet(self.model, tc.ema_decays, self.config.data.batch_size)
         self.ema = self.emas.primary
-        self.optimisation = OptimisationStep(self.model, parallel_model, self.schedule, self.parameters,
-                                             self.optimizer, self.emas, self.world, tc,
-                                             self.config.diffusion.normalization)
+        self.optimisation = self.step_class(self.model, parallel_model, self.schedule, self.parameters,
+                                            self.optimizer, self.emas, self.world, tc,
+                                            self.config.diffusion.normalization)
 
     # ------------------------------------------------------------------------------------------ the pieces' state
 

@@ -104,9 +104,7 @@ class OptimisationStep:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
-        per_molecule = diffusion_loss(self.parallel_model, self.schedule, batch, normalization=self.normalization,
-                                      t_int=t_int, noise=noise, padded_atoms=padded_atoms,
-                                      **self.weighting).per_molecule  # [B]
+        per_molecule = self.per_molecule_loss(batch, t_int, noise, padded_atoms)  # [B]
         loss = self._objective(per_molecule, t_int)
         loss_value, grad_norm = mean_over_processes(loss, self.world), math.nan
         if math.isfinite(loss_value):
@@ -123,6 +121,12 @@ class OptimisationStep:
         self.emas.update(self.model)
         self.consecutive_nonfinite = 0
         return Update(loss_value, grad_norm, threshold, clipped, False)
+
+    def per_molecule_loss(self, batch: MoleculeBatch, t_int: Tensor, noise: tuple[Tensor, Tensor],
+                          padded_atoms: int | None) -> Tensor:
+        """EDM's diffusion loss of each molecule [B] (a training task overrides it: molgen.property.training)."""
+        return diffusion_loss(self.parallel_model, self.schedule, batch, normalization=self.normalization,
+                              t_int=t_int, noise=noise, padded_atoms=padded_atoms, **self.weighting).per_molecule
 
     def _objective(self, per_molecule: Tensor, t_int: Tensor) -> Tensor:
         """The mean over the molecules [B] of their losses, each weighted by p / q of its t when t is drawn from q."""

@@ -47,8 +47,8 @@ def toy_registered() -> Iterator[None]:
         yield
 
 
-def test_both_models_are_registered():
-    assert model_names() == ("ponita", "egnn")
+def test_the_models_are_registered():
+    assert model_names() == ("ponita", "egnn", "property_regressor")
     assert model_spec("ponita") == ModelSpec("ponita", PonitaConfig, Ponita)
     assert model_spec("egnn") == ModelSpec("egnn", EGNNConfig, EGNN)
 
@@ -57,13 +57,13 @@ def test_both_models_are_registered():
 def test_registry_is_complete_in_a_fresh_interpreter_whatever_is_imported_first():
     code = "import molgen.models.egnn; from molgen.models.registry import model_names; print(*model_names())"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
-    assert result.stdout.split() == ["ponita", "egnn"]
+    assert result.stdout.split() == ["ponita", "egnn", "property_regressor"]
 
 
 def test_unknown_model_names_the_known_ones():
-    with pytest.raises(ValueError, match=r"^unknown model 'gnn'; known models: 'ponita', 'egnn'$"):
+    with pytest.raises(ValueError, match=r"^unknown model 'gnn'; known models: 'ponita', 'egnn', 'property_regressor'$"):
         model_spec("gnn")
-    with pytest.raises(ValueError, match=r"^model\.name must be one of 'ponita', 'egnn'; got 'gnn'$"):
+    with pytest.raises(ValueError, match=r"^model\.name must be one of 'ponita', 'egnn', 'property_regressor'; got 'gnn'$"):
         ModelConfig(name="gnn")
 
 
@@ -74,7 +74,7 @@ def test_duplicate_name_is_refused():
         with pytest.raises(ValueError, match="'ponita' is already registered"):
             register_model("ponita", ToyConfig, Toy)
         assert model_spec("toy").model_class is Toy and model_spec("ponita").model_class is Ponita
-    assert model_names() == ("ponita", "egnn")
+    assert model_names() == ("ponita", "egnn", "property_regressor")
 
 
 def test_a_registered_model_builds_through_the_run_config():
@@ -87,5 +87,5 @@ def test_a_registered_model_builds_through_the_run_config():
         assert RunConfig.from_dict(run.to_dict()) == run and run.model.model_config() == ToyConfig()
         with pytest.raises(ValueError, match=r"^model\.config: unknown key\(s\) in toy: \['depth'\]"):
             ModelConfig(name="toy", config={"depth": 2})
-    with pytest.raises(ValueError, match="'ponita', 'egnn'; got 'toy'"):
+    with pytest.raises(ValueError, match="'ponita', 'egnn', 'property_regressor'; got 'toy'"):
         ModelConfig(name="toy")
