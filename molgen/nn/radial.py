@@ -19,22 +19,29 @@ import torch
 from torch import Tensor, nn
 
 RADIAL_BASES = ("bessel", "gaussian")
+TINY = 1e-8
+"""Å: the smallest |x| of the Bessel features, whose value there is their limit at 0 (sin(nπx/c)/x = nπ/c·(1 −
+O((nπx/c)²)), a relative 1e-16 for n = 16, c = 5 Å)."""
 
 
 def bessel_features(x: Tensor, count: int, cutoff: float) -> Tensor:
-    """√(2/c)·sin(nπx/c)/x = √(2/c)·(nπ/c)·sinc(nx/c) for n = 1..count. Shapes: x [...] -> [..., count]."""
-    n = torch.arange(1, count + 1, dtype=x.dtype, device=x.device)  # [K]
-    x = x.clamp(-cutoff, cutoff).unsqueeze(-1)  # [..., 1]
-    return math.sqrt(2.0 / cutoff) * (n * math.pi / cutoff) * torch.sinc(n * x / cutoff)  # [..., K]
+    """√(2/c)·sin(nπ|x|/c)/|x| for n = 1..count, |x| clamped to [TINY, c] (at TINY the value is the limit at 0 to
+    float64 rounding; sin and a product are 4x faster than torch.sinc on a CPU). Shapes: x [...] -> [..., count]."""
+    frequencies = torch.arange(1, count + 1, dtype=x.dtype, device=x.device) * (math.pi / cutoff)  # [K]
+    x = x.abs().clamp(TINY, cutoff)  # [...]
+    scale = math.sqrt(2.0 / cutoff) / x  # [...]
+    return torch.sin(x.unsqueeze(-1) * frequencies).mul_(scale.unsqueeze(-1))  # [..., K]
 
 
-def gaussian_features(x: Tensor, count: int, low: float, high: float) -> Tensor:
-    """exp(−(x − μ_k)²/(2Δ²)) with μ_k the middles of `count` equal cells of [low, high], Δ their width.
-    Shapes: x [...] -> [..., count]."""
-    width = (high - low) / count
-    centres = low + width * (torch.arange(count, dtype=x.dtype, device=x.device) + 0.5)  # [K]
-    x = x.clamp(low, high).unsqueeze(-1)  # [..., 1]
-    return torch.exp(-0.5 * ((x - centres) / width) ** 2)  # [..., K]
+def gaussian_features(x: Tensor, count: int, low: Tensor, high: Tensor) -> Tensor:
+    """exp(−(x − μ_k)²/(2Δ²)) with μ_k the middles of `count` equal cells of [low, high], Δ their width; low and
+    high broadcast with x (one range per variable). Shapes: x [...] -> [..., count]."""
+    width = (high - low) / count  # broadcasts with x
+    cells = torch.arange(count, dtype=x.dtype, device=x.device) + 0.5  # [K]
+    scale = 1.0 / (math.sqrt(2.0) * width)  # broadcasts with x
+    centres = (low * scale).unsqueeze(-1) + (width * scale).unsqueeze(-1) * cells  # [..., K]: μ_k/(√2Δ)
+    x = torch.minimum(torch.maximum(x, low), high) * scale  # [...]: x/(√2Δ)
+    return (x.unsqueeze(-1) - centres).square_().neg_().exp_()  # [..., K]
 
 
 class RadialFeatures(nn.Module):
@@ -54,12 +61,12 @@ class RadialFeatures(nn.Module):
         return 3 * self.count
 
     def forward(self, pair: Tensor) -> Tensor:
-        d = torch.linalg.vector_norm(pair, dim=-1)  # [...]; its gradient at d = 0 (self-loops) is 0, not NaN
-        a, b = pair.unbind(-1)  # [...] each
-        c = self.cutoff
+        d = torch.linalg.vector_norm(pair, dim=-1, keepdim=True)  # [..., 1]; its gradient at d = 0 is 0, not NaN
+        variables = torch.cat([d, pair], dim=-1)  # [..., 3]: d, a, b
         if self.basis == "bessel":
-            features = [bessel_features(x, self.count, c) for x in (d, a, b)]  # 3 x [..., K]
+            features = bessel_features(variables, self.count, self.cutoff)  # [..., 3, K]
         else:
-            features = [gaussian_features(d, self.count, 0.0, c), gaussian_features(a, self.count, -c, c),
-                        gaussian_features(b, self.count, 0.0, c)]  # 3 x [..., K]
-        return torch.cat(features, dim=-1)  # [..., 3K]
+            c = self.cutoff
+            low, high = variables.new_tensor([0.0, -c, 0.0]), variables.new_tensor([c, c, c])  # [3]: a is signed
+            features = gaussian_features(variables, self.count, low, high)  # [..., 3, K]
+        return features.flatten(-2)  # [..., 3K]

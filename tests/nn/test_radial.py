@@ -26,12 +26,13 @@ def test_bessel_features_by_hand():
 
 def test_gaussian_features_by_hand():
     """Centres in the middle of equal cells of [low, high], width the cell's; clamped past the ends."""
-    x = torch.tensor([-1.0, 1.0, 0.25, 9.0], dtype=torch.float64)
-    features = gaussian_features(x, 4, -2.0, 2.0)  # cells of width 1, centres -1.5, -0.5, 0.5, 1.5
+    x = torch.tensor([-1.2, 0.75, 0.25, 9.0], dtype=torch.float64)
+    low, high = torch.tensor(-2.0, dtype=torch.float64), torch.tensor(2.0, dtype=torch.float64)
+    features = gaussian_features(x, 4, low, high)  # cells of width 1, centres -1.5, -0.5, 0.5, 1.5
     centres = torch.tensor([-1.5, -0.5, 0.5, 1.5], dtype=torch.float64)
-    for value, row in zip([-1.0, 1.0, 0.25, 2.0], features):
+    for value, row in zip([-1.2, 0.75, 0.25, 2.0], features):
         torch.testing.assert_close(row, torch.exp(-0.5 * (value - centres) ** 2), rtol=0, atol=1e-15)
-    assert torch.argmax(features[1]) == 2 and torch.argmax(features[0]) in (0, 1)
+    assert [int(torch.argmax(row)) for row in features] == [0, 2, 2, 3]  # the nearest centre; 9 clamped to 2
 
 
 @pytest.mark.parametrize("basis", ["bessel", "gaussian"])
@@ -44,8 +45,9 @@ def test_features_of_the_distance_then_a_then_b(basis):
     if basis == "bessel":
         parts = [bessel_features(v, 5, 3.0) for v in (d, pair[:, 0], pair[:, 1])]
     else:
-        parts = [gaussian_features(d, 5, 0.0, 3.0), gaussian_features(pair[:, 0], 5, -3.0, 3.0),
-                 gaussian_features(pair[:, 1], 5, 0.0, 3.0)]
+        zero, cutoff = torch.tensor(0.0, dtype=torch.float64), torch.tensor(3.0, dtype=torch.float64)
+        parts = [gaussian_features(d, 5, zero, cutoff), gaussian_features(pair[:, 0], 5, -cutoff, cutoff),
+                 gaussian_features(pair[:, 1], 5, zero, cutoff)]
     torch.testing.assert_close(features, torch.cat(parts, dim=-1), rtol=0, atol=1e-14)
     if basis == "gaussian":  # a's centres span [-c, c]: -2.4, -1.2, 0, 1.2, 2.4, so a = -1.2 sits on the second
         assert features[1, 6] == 1.0 and torch.argmax(features[1, 5:10]) == 1
