@@ -13,7 +13,7 @@ import logging
 import multiprocessing
 import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from importlib import resources
 from typing import Any
 
@@ -84,11 +84,14 @@ def failed_checks(molecules: Sequence, orders: Sequence[np.ndarray], workers: in
                                                                                           strict=True)]
     chunks = [mols[start:start + CHUNK] for start in range(0, len(mols), CHUNK)]
     context = multiprocessing.get_context("spawn")  # no fork of a process that may hold torch's threads
-    verdicts: list[dict[str, bool]] = []
+    verdicts: list[dict[str, bool]] = [{} for _ in mols]
     with ProcessPoolExecutor(max_workers=workers or default_workers(), mp_context=context) as pool:
-        results = pool.map(_bust_chunk, [config] * len(chunks), chunks)
-        for result in tqdm(results, total=len(chunks), desc="PoseBusters", unit="chunk", disable=not progress):
-            verdicts.extend(result)
+        futures = {pool.submit(_bust_chunk, config, chunk): start * CHUNK for start, chunk in enumerate(chunks)}
+        with tqdm(total=len(mols), desc="PoseBusters", unit="molecule", disable=not progress) as bar:
+            for future in as_completed(futures):  # in the order they finish, so a slow molecule holds up no bar
+                first = futures[future]
+                verdicts[first:first + CHUNK] = future.result()
+                bar.update(min(CHUNK, len(mols) - first))
     return names, [[name for name in names if not verdict.get(name, False)] for verdict in verdicts]
 
 
