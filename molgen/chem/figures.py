@@ -33,9 +33,13 @@ class Scored:
         """EDM's metrics of these molecules."""
         return Metrics.from_checks(self.checks, training_smiles)
 
+    def scorable_indices(self) -> list[int]:
+        """Indices of the molecules that could be scored."""
+        return [i for i, check in enumerate(self.checks) if not check.bad_input]
+
     def scorable(self) -> tuple[list, list[np.ndarray]]:
         """The molecules that could be scored and their bond orders."""
-        keep = [i for i, check in enumerate(self.checks) if not check.bad_input]
+        keep = self.scorable_indices()
         return [self.molecules[i] for i in keep], [self.orders[i] for i in keep]
 
 
@@ -78,23 +82,18 @@ def slow_figures(scored: Scored, strain: bool, posebusters: bool, workers: int |
         from molgen.chem.strain import strain_summary, strains as mmff_strains
 
         strains = [None] * len(scored.checks)
-        for index, result in zip(_scorable_indices(scored), mmff_strains(*scored.scorable(), progress=progress)):
+        for index, result in zip(scored.scorable_indices(), mmff_strains(*scored.scorable(), progress=progress)):
             strains[index] = result
-        figures["strain"] = strain_summary([strains[i] for i in _scorable_indices(scored)])
+        figures["strain"] = strain_summary([strains[i] for i in scored.scorable_indices()])
     if posebusters:
         from molgen.chem.busters import failed_checks, posebusters_summary
 
         names, failed_scorable = failed_checks(*scored.scorable(), workers=workers, progress=progress)
         failed = [list(names)] * len(scored.checks)
-        for index, checks in zip(_scorable_indices(scored), failed_scorable):
+        for index, checks in zip(scored.scorable_indices(), failed_scorable):
             failed[index] = checks
         figures["posebusters"] = posebusters_summary(names, failed)
     return figures, molecule_rows(scored.checks, scored.fragments, strains, failed)
-
-
-def _scorable_indices(scored: Scored) -> list[int]:
-    """Indices of the molecules that could be scored."""
-    return [i for i, check in enumerate(scored.checks) if not check.bad_input]
 
 
 def format_figures(figures: dict) -> str:

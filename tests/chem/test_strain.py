@@ -67,3 +67,13 @@ def test_connectivity_counts_pieces_before_the_largest_fragment_is_taken():
     assert [check.valid for check in scored.checks] == [True, True, True]  # EDM's validity keeps the largest piece
     figures = fast_figures(scored)
     assert figures["connected"] == pytest.approx(1 / 3) and figures["fragments"] == pytest.approx(2.0)
+
+
+def test_a_molecule_that_cannot_be_scored_is_in_no_piece_and_has_no_strain():
+    from molgen.chem.figures import slow_figures
+
+    broken = (np.full((2, 3), np.nan), np.array([TYPE_INDEX["C"], TYPE_INDEX["O"]]))
+    figures, rows = slow_figures(score([relaxed("CO"), broken]), strain=True, posebusters=False)
+    assert [row["fragments"] for row in rows] == [1, 0] and figures["connected"] == 0.5
+    assert rows[1]["strain_kcal_mol"] is None and rows[0]["strain_kcal_mol"] == pytest.approx(0, abs=0.01)
+    assert figures["strain"]["typed"] == 1 and figures["strain"]["untyped"] == 0  # the broken one is not scored
