@@ -242,7 +242,7 @@ def evaluate_checkpoint(
 
     loaded, samples = _sampled(args)
     metrics = samples.metrics(training_smiles())
-    _, figures, _ = evaluate_figures(samples.molecules, None, args)  # connectivity, distances, strain, PoseBusters
+    _, figures, rows = evaluate_figures(samples.molecules, None, args)  # connectivity, distances, strain, PoseBusters
     nll = _test_nll(loaded, args, cache_dir) if args.nll_passes else None
     print(_describe(samples))
     print(metrics.format_table(intervals(metrics)))
@@ -264,7 +264,7 @@ def evaluate_checkpoint(
         print(f"metrics written to {json_path}")
     if getattr(args, "report", None) is not None:
         with writing(args.report):
-            write_sample_report(args.report, samples, metrics.to_dict())
+            write_sample_report(args.report, samples, {**metrics.to_dict(), **figures}, rows)
         print(f"report written to {args.report}")
 
 

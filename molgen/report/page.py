@@ -109,10 +109,10 @@ def chain_payload(frames: Sequence[ChainFrame]) -> list[dict]:
 def _chain_section(present: bool) -> str:
     if not present:
         return ""
-    return ('<h2>Denoising chain of molecule 0</h2><div id="chain"><canvas id="chain-view"></canvas><div>'
-            '<p id="chain-label"></p><button id="chain-play" type="button">pause</button><p class="note">Every frame '
-            "is seen in the finished molecule's principal axes; atoms take their type at that frame and bonds EDM's "
-            "rule at that frame. Drag to rotate, wheel to zoom.</p></div></div>")
+    return ('<div id="chain"><h2>Denoising chain of molecule 0</h2><canvas id="chain-view"></canvas>'
+            '<p><button id="chain-play" type="button">pause</button> <span id="chain-label"></span></p>'
+            '<p class="note">Every frame in the finished molecule\'s principal axes; atoms take their type at that '
+            "frame, bonds EDM's rule at that frame.</p></div>")
 
 
 def _key() -> str:
@@ -140,10 +140,10 @@ def report_html(
             f'<meta http-equiv="Content-Security-Policy" content="{POLICY}">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{html.escape(title)}</title>'
             f"<style>{_asset('report.css')}</style></head><body><h1>{html.escape(title)}</h1>"
-            f'<div class="tables">{summary_table(summary)}{metrics_table(metrics)}{extended_table(metrics)}</div>'
-            f"{_chain_section(bool(chain))}<h2>Molecules</h2><p class=\"note\">Ball and stick with bonds from "
-            f"{html.escape(bonds)}, coloured by element:{_key()}. Drag a 3D view to rotate it, "
-            f"use the wheel to zoom. Stable molecules are framed in green.{fixed_note}</p>"
+            f'<div class="tables">{summary_table(summary)}{metrics_table(metrics)}{extended_table(metrics)}'
+            f"{_chain_section(bool(chain))}</div><h2>Molecules</h2><p class=\"note\">Ball and stick with bonds from "
+            f"{html.escape(bonds)}, coloured by element {_key()}. Drag a 3D view to rotate it, use the wheel to "
+            f"zoom. Stable molecules are framed in green.{fixed_note}</p>"
             f'{filters_html(rows)}<div class="cards">{"".join(card for _, card in made)}</div>'
             f'<script id="molgen-data" type="application/json">{data}</script>'
             f"<script>{_asset('viewer.js')}\n{_asset('report.js')}</script></body></html>\n")

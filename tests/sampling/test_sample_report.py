@@ -52,3 +52,4 @@ def test_evaluate_checkpoint_writes_a_report(checkpoint, tmp_path, capsys):
                  "0", "--novelty", "no", "--report", str(report), "--no-progress"]) == 0
     assert f"report written to {report}" in capsys.readouterr().out
     assert len(_payload(report)["molecules"]) == 3
+    assert "further checks" in report.read_text(encoding="utf-8")  # evaluate's added figures beside EDM's
