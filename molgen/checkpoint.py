@@ -259,9 +259,13 @@ def load_model(path: str | Path, use_ema: bool = True, device: str | torch.devic
     the EMA (default, as EDM samples) or trained weights, its schedule and p(N), all on `device`.
 
     CheckpointError (a MolgenError) names the file and the problem: unreadable, an invalid stored config, or
-    weights that do not fit the model of its config.
+    weights that do not fit the model of its config, or a property regressor's training state (no denoiser).
     """
-    return _loaded(load_checkpoint(path), path, use_ema, device)
+    payload = load_checkpoint(path)
+    if (payload["config"].get("model") or {}).get("name") == "property_regressor":
+        raise CheckpointError(path, "it holds a property regressor's training state, not a generator (its run "
+                                    "writes regressor.pt, read by molgen.property.checkpoint.load_regressor)")
+    return _loaded(payload, path, use_ema, device)
 
 
 def load_training_state(path: str | Path) -> dict[str, Any]:

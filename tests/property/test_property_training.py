@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 
+from molgen.checkpoint import CheckpointError, load_model
 from molgen.cli import main
 from molgen.config import RunConfig
 from molgen.diffusion import PolynomialSchedule, diffusion_loss
@@ -62,6 +63,8 @@ def test_a_resumed_run_ends_with_the_same_weights(tmp_path, qm9_cache_dir, qm9_a
     straight.run()
     half = _trainer(_config(tmp_path / "b", qm9_cache_dir), qm9_arrays)
     half.run(max_steps=2)
+    with pytest.raises(CheckpointError, match="a property regressor's training state, not a generator"):
+        load_model(half.last_path)  # molgen sample and evaluate refuse it with one line
     resumed = _trainer(_config(tmp_path / "b", qm9_cache_dir), qm9_arrays)
     resumed.load_checkpoint(half.last_path)
     resumed.run()
