@@ -166,7 +166,6 @@ def _describe(samples) -> str:
 def sample_command(args: argparse.Namespace) -> None:
     """`molgen sample`: check --out and make the new folder beside it, sample, write the whole result into the new
     folder, which then replaces --out; print."""
-    from molgen.chem.figures import format_figures
     from molgen.replaced import replaced_folder
 
     with replaced_folder(args.out, SAMPLE_FILES) as staging:
@@ -178,6 +177,8 @@ def sample_command(args: argparse.Namespace) -> None:
     print(f"stable: {metrics.n_stable_molecules} of {metrics.n_molecules} molecules ({100 * metrics.mol_stable:.1f}%), "
           f"{100 * metrics.atom_stable:.1f}% of atoms; valid: {metrics.n_valid} ({100 * metrics.validity:.1f}%), "
           f"{metrics.n_unique} unique")
+    from molgen.chem.figures import format_figures  # after the options' checks: it imports torch
+
     print(format_figures(figures))
     print("files: " + ", ".join(str(args.out / name) for name in written))
 
