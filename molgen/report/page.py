@@ -71,21 +71,29 @@ def metrics_table(metrics: Mapping[str, Any]) -> str:
             f'<th>EDM on QM9, %</th></tr>{"".join(rows)}</table>')
 
 
-def _flattened(value: Any, prefix: str) -> list[tuple[str, Any]]:
-    if isinstance(value, Mapping):
-        return [pair for key, item in value.items() for pair in _flattened(item, f"{prefix} · {key}")]
-    return [(prefix, value)]
+def _rows_of(name: str, value: Any) -> list[tuple[str, str, bool]]:
+    """(label, cell, numeric) rows of one further check: a group's entries one row each, a deeper group in one cell."""
+    if not isinstance(value, Mapping):
+        return [(name, _number(value), True)]
+    rows = []
+    for key, item in value.items():
+        if isinstance(item, Mapping):
+            rows.append((f"{name} · {key}", " · ".join(f"{html.escape(str(k))} {_number(v)}" for k, v in item.items()),
+                         False))
+        else:
+            rows.append((f"{name} · {key}", _number(item), True))
+    return rows
 
 
 def extended_table(metrics: Mapping[str, Any]) -> str:
     """The further checks (connectivity, distribution distances, strain, PoseBusters) where the metrics have them;
     '' when they have none."""
-    pairs = [pair for key in EXTENDED if key in metrics for pair in _flattened(metrics[key], key)]
-    if not pairs:
+    rows = [row for key in EXTENDED if key in metrics for row in _rows_of(key, metrics[key])]
+    if not rows:
         return ""
-    rows = "".join(f'<tr><td>{html.escape(name)}</td><td class="number">{_number(value)}</td></tr>'
-                   for name, value in pairs)
-    return f'<table class="extended"><tr><th>further checks</th><th>value</th></tr>{rows}</table>'
+    cells = "".join(f'<tr><td>{html.escape(label)}</td><td class="{"number" if numeric else "group"}">{cell}</td></tr>'
+                    for label, cell, numeric in rows)
+    return f'<table class="extended"><tr><th>further checks</th><th>value</th></tr>{cells}</table>'
 
 
 def filters_html(rows: Sequence[Mapping[str, Any]]) -> str:

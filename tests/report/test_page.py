@@ -86,8 +86,10 @@ def test_metrics_sit_beside_edm_and_further_checks_show_where_present():
         assert f'<td class="number">{reference}</td>' in table
     assert f"{metrics['n_stable_molecules']} / 3" in table
     assert page.extended_table(metrics) == ""
-    extended = page.extended_table({**metrics, "connected": 0.5, "distances": {"bond_lengths": 0.0123}})
+    extended = page.extended_table({**metrics, "connected": 0.5,
+                                    "distances": {"bond_lengths": 0.0123, "valency": {"H": 0.25, "C": 2.0}}})
     assert "connected" in extended and "distances · bond_lengths" in extended and "0.0123" in extended
+    assert '<td>distances · valency</td><td class="group">H 0.25 · C 2</td>' in extended  # a deeper group, one row
 
 
 def test_chain_frames_share_one_view_and_fixed_atoms_are_marked():
