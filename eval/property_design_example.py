@@ -1,8 +1,9 @@
 """The README's design example: molecules grown around a fragment toward a property target, against the same seeds
-unguided, each scored by the property's evaluator (trained on clean D_a molecules); a picture of the guided ones.
+unguided, each scored by the property's evaluator (trained on clean D_a molecules); a picture of the valid guided
+ones (of all guided ones when none is valid).
 
-    .venv/bin/python eval/property_design_example.py --fragment eval/fragments/carbonyl.xyz --target gap=6000 \
-        --guidance 2 -n 12 --picture eval/property_design_example.png --json eval/property_design_example.json
+    .venv/bin/python eval/property_design_example.py --fragment eval/fragments/carbonyl.xyz --target alpha=85 \
+        --guidance 2 -n 24 --picture eval/property_design_example.png --json eval/property_design_example.json
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ def main() -> None:
     counts = sorted(len(types) for _, types in guided.molecules)
     unguided = sample_molecules(targets={name: value}, guidance=0.0, **common)  # the same counts: p(N | c)
     assert sorted(len(types) for _, types in unguided.molecules) == counts
-    draw_grid(args.picture, guided.molecules, guided.checks, 4, len(read_fragment(args.fragment)[1]))
+    shown = [i for i, check in enumerate(guided.checks) if check.valid] or list(range(args.n))  # the valid ones
+    draw_grid(args.picture, [guided.molecules[i] for i in shown], [guided.checks[i] for i in shown], 4,
+              len(read_fragment(args.fragment)[1]))
     result = {"fragment": str(args.fragment), "target": {name: value}, "guidance": args.guidance, "seed": args.seed,
               "checkpoint_sha256": sha256(guided.checkpoint)[:12], "evaluator_sha256": sha256(evaluator_path)[:12],
               "compute": guided.compute, "seconds": guided.seconds,

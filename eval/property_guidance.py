@@ -27,6 +27,7 @@ import torch
 
 from molgen.batch import MoleculeBatch, size_batches
 from molgen.chem.metrics import check_molecule
+from molgen.diffusion.errors import SamplingError
 from molgen.diffusion.process import batch_to_state
 from molgen.diffusion.samplers import sample
 from molgen.precision import describe_compute, model_precision
@@ -117,7 +118,8 @@ def baseline_rows(half, chosen, counts, targets, evaluator, name: str, seed: int
 
 
 def run(args: argparse.Namespace) -> dict:
-    """The protocol for one property (module docstring); the rows and what produced them."""
+    """The protocol for one property (module docstring); the rows and what produced them, written to args.json
+    after every row (a run stopped early keeps the rows it finished)."""
     torch.manual_seed(args.seed)
     settings = SampleSettings(threads=args.threads, precision=args.precision)
     loaded = load_for_sampling(args.checkpoint, settings)
@@ -127,24 +129,35 @@ def run(args: argparse.Namespace) -> dict:
     request = GuidedRequest.load([(args.property, 0.0)], 1.0, folder, loaded.device)
     half, chosen, counts, targets = draw_pairs(args.property, args.molecules, args.seed)
     rows = baseline_rows(half, chosen, counts, targets, evaluator, args.property, args.seed)
+    result = {"property": args.property, "unit": get_property(args.property).unit, "molecules": args.molecules,
+              "steps": args.steps, "seed": args.seed, "checkpoint": str(loaded.path),
+              "checkpoint_sha256": sha256(loaded.path), "guide_sha256": sha256(folder / f"{args.property}_guide.pt"),
+              "evaluator_sha256": sha256(evaluator_path),
+              "compute": describe_compute(loaded.device, model_precision(loaded.model)), "rows": rows}
     for scale in [0.0, *args.scales]:
-        start = time.perf_counter()
+        rows.append(generated(loaded, request, evaluator, counts, targets, scale, args))
+        unguided = rows[3]
+        for row in rows[4:]:
+            if row["mae"] is not None:
+                row["minus_unguided"] = paired_bootstrap(row["errors"], unguided["errors"], args.seed)
+        args.json.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def generated(loaded, request, evaluator, counts, targets, scale: float, args) -> dict:
+    """The row of one scale (s = 0: unguided); a diverged run (EEGSDE's update has no clipping) is a row saying so."""
+    label = "unguided (s = 0)" if scale == 0 else f"guided, s = {scale:g}"
+    start = time.perf_counter()
+    try:
         molecules = generate(loaded, request.guides, counts, targets, scale, args.steps, args.seed, args.batch_size)
-        seconds = time.perf_counter() - start
-        label = "unguided (s = 0)" if scale == 0 else f"guided, s = {scale:g}"
-        rows.append({**generated_row(label, molecules, evaluate(evaluator, molecules), targets, seconds),
-                     "scale": scale})
-        print(f"{args.property} {label}: MAE {rows[-1]['mae']:.4g}, stable {rows[-1]['mol_stable']:.3f}, "
-              f"valid {rows[-1]['validity']:.3f}, {seconds:.0f} s", flush=True)
-    unguided = next(row for row in rows if row.get("scale") == 0.0)
-    for row in rows:
-        if row.get("scale"):
-            row["minus_unguided"] = paired_bootstrap(row["errors"], unguided["errors"], args.seed)
-    prop = get_property(args.property)
-    return {"property": args.property, "unit": prop.unit, "molecules": args.molecules, "steps": args.steps,
-            "seed": args.seed, "checkpoint": str(loaded.path), "checkpoint_sha256": sha256(loaded.path),
-            "guide_sha256": sha256(folder / f"{args.property}_guide.pt"), "evaluator_sha256": sha256(evaluator_path),
-            "compute": describe_compute(loaded.device, model_precision(loaded.model)), "rows": rows}
+    except SamplingError as err:
+        print(f"{args.property} {label}: diverged ({err})", flush=True)
+        return {"row": label, "mae": None, "diverged": str(err), "scale": scale}
+    row = {**generated_row(label, molecules, evaluate(evaluator, molecules), targets, time.perf_counter() - start),
+           "scale": scale}
+    print(f"{args.property} {label}: MAE {row['mae']:.4g}, stable {row['mol_stable']:.3f}, "
+          f"valid {row['validity']:.3f}, {row['seconds']:.0f} s", flush=True)
+    return row
 
 
 PUBLISHED = {  # MAE in EDM's units. EDM: Table 3 of Hoogeboom et al. 2022 (conditional EDM, its lower bound);
@@ -174,6 +187,9 @@ def table(result: dict) -> str:
              "| row | MAE | MAE, valid only | mol. stable | valid | guided − unguided MAE [95% CI] | seconds |",
              "|---|---|---|---|---|---|---|"]
     for row in result["rows"]:
+        if "diverged" in row:
+            lines.append(f"| {row['row']} | diverged ({row['diverged']}) | | | | | |")
+            continue
         cells = [row["row"], _number(row["mae"]), _number(row.get("mae_valid")),
                  "" if "mol_stable" not in row else f"{100 * row['mol_stable']:.1f}%",
                  "" if "validity" not in row else f"{100 * row['validity']:.1f}%"]
@@ -185,6 +201,25 @@ def table(result: dict) -> str:
     for label, value in PUBLISHED[result["property"]].items():
         lines.append(f"| {label} (published) | {_number(value)} | | | | | |")
     return "\n".join(lines)
+
+
+def merged(results: list[dict]) -> list[dict]:
+    """One result per property: the rows of runs of the same pairs (same property, size, seed, steps, generator),
+    each scale once, in order of the scale; ValueError for runs of different pairs."""
+    by_property: dict[str, dict] = {}
+    for result in results:
+        first = by_property.setdefault(result["property"], {**result, "rows": list(result["rows"])})
+        if first is result:
+            continue
+        keys = ("molecules", "seed", "steps", "checkpoint_sha256", "guide_sha256", "evaluator_sha256")
+        if any(first[key] != result[key] for key in keys):
+            raise ValueError(f"runs of {result['property']} on different pairs or files cannot be merged")
+        scales = {row.get("scale") for row in first["rows"]}
+        first["rows"] += [row for row in result["rows"] if "scale" in row and row["scale"] not in scales]
+    for result in by_property.values():
+        result["rows"] = ([row for row in result["rows"] if "scale" not in row]
+                          + sorted((row for row in result["rows"] if "scale" in row), key=lambda row: row["scale"]))
+    return list(by_property.values())
 
 
 def main() -> None:
@@ -202,13 +237,15 @@ def main() -> None:
     run_parser.add_argument("--threads", type=int, default=None)
     run_parser.add_argument("--precision", default="auto")
     run_parser.add_argument("--json", type=Path, required=True)
-    table_parser = commands.add_parser("table", help="markdown tables from run results")
+    table_parser = commands.add_parser("table", help="markdown tables from run results (runs of the same pairs at "
+                                                     "other scales merged into one table)")
     table_parser.add_argument("results", type=Path, nargs="+")
     args = parser.parse_args()
     if args.command == "run":
-        args.json.write_text(json.dumps(run(args), indent=1))
+        run(args)
     else:
-        print("\n\n".join(table(json.loads(path.read_text())) for path in args.results))
+        results = merged([json.loads(path.read_text()) for path in args.results])
+        print("\n\n".join(table(result) for result in results))
 
 
 if __name__ == "__main__":
