@@ -153,7 +153,7 @@ def generate(
 
     Molecules are drawn in batches of similar size (`size_batches`). With chain_frames > 0 molecule 0 (in output
     order) also has its denoising chain recorded (the final molecule is the last frame). The returned settings
-    name the steps taken, also when the default was asked for. With a fragment (positions [K, 3] Å, atom types
+    name the steps taken (and the guidance scale), also when the default was asked for. With a fragment (positions [K, 3] Å, atom types
     [K]) every molecule is sampled around it (`sample_around`).
     """
     settings.check(loaded.schedule.timesteps)
@@ -169,7 +169,9 @@ def generate(
         molecules = _sample_batches(loaded, settings, counts, batches, generator, bar, recorder, fragment, guided)
     seconds = time.perf_counter() - start
     chain = recorder.kept + [ChainFrame(0.0, *molecules[0])] if recorder is not None else []
-    return Samples(molecules=molecules, settings=replace(settings, steps=settings.resolved_steps),
+    resolved = replace(settings, steps=settings.resolved_steps,
+                       guidance=guided.scale if guided is not None else settings.guidance)
+    return Samples(molecules=molecules, settings=resolved,
                    checkpoint=loaded.path, checkpoint_step=loaded.step, seconds=seconds, chain=chain,
                    compute=describe_compute(loaded.device, model_precision(loaded.model)), fragment=fragment)
 

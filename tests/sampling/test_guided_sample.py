@@ -94,6 +94,15 @@ def test_the_cli_writes_guided_molecules_and_their_targets(checkpoint, regressor
     assert settings["targets"] == [["gap", 6500.0]] and settings["guidance"] == 1.0
 
 
+
+def test_the_default_scale_is_recorded(checkpoint, regressors):
+    from molgen.property.targets import DEFAULT_GUIDANCE
+
+    samples = sample_molecules(checkpoint, num_molecules=2, steps=2, targets={"gap": 6500}, regressors=regressors)
+    assert samples.settings.guidance == DEFAULT_GUIDANCE
+    assert sample_molecules(checkpoint, num_molecules=2, steps=2).settings.guidance is None
+
+
 @pytest.mark.parametrize("options, message", [
     (["--target", "colour=5"], "unknown property 'colour'"),
     (["--target", "gap"], "a target is NAME=VALUE"),
