@@ -4,7 +4,8 @@ Each molecule goes to PoseBusters as the sanitised RDKit molecule of its bonds w
 molecule that does not sanitise cannot be built and fails every check. Pass rates are over all molecules; `pass`
 is the fraction passing every check, `pass_without_energy` every check but the 50-conformer energy ratio
 (`internal_energy`, the slow part, about 1 s per molecule), which runs in parallel worker processes with one
-thread each. A check PoseBusters could not run counts as failed.
+thread each. A check PoseBusters computed no verdict for (chiefly the energy ratio when ETKDG cannot embed 50
+conformers of a strained cage) is not counted as failed, but counted in `not_computed`.
 """
 
 from __future__ import annotations
@@ -55,8 +56,9 @@ def check_names(config: dict[str, Any]) -> list[str]:
             for module in config["modules"] for output in module.get("chosen_binary_test_output", [])]
 
 
-def _bust_chunk(config: dict[str, Any], mols: list) -> list[dict[str, bool]]:
-    """In a worker: PoseBusters' verdicts of each molecule (None: it could not be built, no verdicts)."""
+def _bust_chunk(config: dict[str, Any], mols: list) -> list[dict[str, bool | None]]:
+    """In a worker: PoseBusters' verdicts of each molecule (True, False, or None where it computed none; no verdicts
+    for a molecule that could not be built)."""
     global _busters
     if _busters is None:
         from posebusters import PoseBusters
@@ -66,7 +68,7 @@ def _bust_chunk(config: dict[str, Any], mols: list) -> list[dict[str, bool]]:
     verdicts = []
     for mol in mols:
         row = {} if mol is None else _busters.bust(mol, None, None).iloc[0].to_dict()
-        verdicts.append({name: value is True or value is np.True_ for name, value in row.items()})
+        verdicts.append({name: None if value is None or value != value else bool(value) for name, value in row.items()})
     return verdicts
 
 
@@ -77,14 +79,15 @@ def default_workers() -> int:
 
 def failed_checks(molecules: Sequence, orders: Sequence[np.ndarray], workers: int | None = None,
                   progress: bool = False) -> tuple[list[str], list[list[str]]]:
-    """(every check's name, the checks each molecule failed), PoseBusters run in `workers` processes."""
+    """(every check's name, the checks each molecule failed), PoseBusters run in `workers` processes. A check that
+    PoseBusters computed no verdict for is marked `name?` (not failed); one of a molecule not built failed."""
     config = posebusters_config()
     names = check_names(config)
     mols = [posed_molecule(positions, types, order) for (positions, types), order in zip(molecules, orders,
                                                                                           strict=True)]
     chunks = [mols[start:start + CHUNK] for start in range(0, len(mols), CHUNK)]
     context = multiprocessing.get_context("spawn")  # no fork of a process that may hold torch's threads
-    verdicts: list[dict[str, bool]] = [{} for _ in mols]
+    verdicts: list[dict[str, bool | None]] = [{} for _ in mols]
     with ProcessPoolExecutor(max_workers=workers or default_workers(), mp_context=context) as pool:
         futures = {pool.submit(_bust_chunk, config, chunk): start * CHUNK for start, chunk in enumerate(chunks)}
         with tqdm(total=len(mols), desc="PoseBusters", unit="molecule", disable=not progress) as bar:
@@ -92,18 +95,22 @@ def failed_checks(molecules: Sequence, orders: Sequence[np.ndarray], workers: in
                 first = futures[future]
                 verdicts[first:first + CHUNK] = future.result()
                 bar.update(min(CHUNK, len(mols) - first))
-    return names, [[name for name in names if not verdict.get(name, False)] for verdict in verdicts]
+    return names, [[name if verdict.get(name) is False or name not in verdict else f"{name}?"
+                     for name in names if verdict.get(name) is not True] for verdict in verdicts]
 
 
 def posebusters_summary(names: Sequence[str], failed: Sequence[Sequence[str]]) -> dict[str, Any]:
-    """Pass rates over all molecules: `pass`, `pass_without_energy` and one per check."""
+    """Pass rates over all molecules (`pass`, `pass_without_energy`, one per check), a check without a verdict
+    (`name?`) not counted as failed, and `not_computed`: how many molecules each such check left without one."""
     count = len(failed)
+    failures = [{name for name in f if not name.endswith("?")} for f in failed]
     rate = (lambda passed: passed / count if count else 0.0)
     summary: dict[str, Any] = {
-        "pass": rate(sum(not f for f in failed)),
-        "pass_without_energy": rate(sum(not (set(f) - {ENERGY_CHECK}) for f in failed)),
+        "pass": rate(sum(not f for f in failures)),
+        "pass_without_energy": rate(sum(not (f - {ENERGY_CHECK}) for f in failures)),
         "molecules": count,
         "version": POSEBUSTERS_VERSION,
     }
-    summary.update({name: rate(sum(name not in f for f in failed)) for name in names})
+    summary.update({name: rate(sum(name not in f for f in failures)) for name in names})
+    summary["not_computed"] = {name: n for name in names if (n := sum(f"{name}?" in f for f in failed))}
     return summary

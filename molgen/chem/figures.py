@@ -116,7 +116,7 @@ def format_figures(figures: dict) -> str:
     if "posebusters" in figures:
         p = figures["posebusters"]
         checks = ", ".join(f"{name} {100 * value:.1f}" for name, value in p.items()
-                           if name not in ("pass", "pass_without_energy", "molecules", "version"))
+                           if name not in ("pass", "pass_without_energy", "molecules", "version", "not_computed"))
         lines.append(f"PoseBusters {p['version']} (mol): {100 * p['pass']:.2f}% pass every check, "
                      f"{100 * p['pass_without_energy']:.2f}% all but the energy ratio; per check (%): {checks}")
     return "\n".join(lines)

@@ -73,9 +73,11 @@ def test_qm9_test_molecules_pass_about_95_percent(qm9_cache_dir):
 
 def test_pass_rates_count_every_molecule():
     names = ["sanitization", "all_atoms_connected", ENERGY_CHECK]
-    summary = posebusters_summary(names, [[], [ENERGY_CHECK], ["all_atoms_connected"], list(names)])
-    assert summary["pass"] == 0.25 and summary["pass_without_energy"] == 0.5
-    assert summary["sanitization"] == 0.75 and summary[ENERGY_CHECK] == 0.5 and summary["molecules"] == 4
+    failed = [[], [ENERGY_CHECK], ["all_atoms_connected"], list(names), [f"{ENERGY_CHECK}?"]]
+    summary = posebusters_summary(names, failed)
+    assert summary["pass"] == 0.4 and summary["pass_without_energy"] == 0.6  # no verdict is no failure
+    assert summary["sanitization"] == 0.8 and summary[ENERGY_CHECK] == 0.6 and summary["molecules"] == 5
+    assert summary["not_computed"] == {ENERGY_CHECK: 1}
 
 
 def test_a_broken_install_is_one_line(monkeypatch):
