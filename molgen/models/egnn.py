@@ -92,6 +92,15 @@ class _Pairs:
     sender: Tensor
 
 
+def check_inputs(z_x: Tensor, z_h: Tensor, t: Tensor, layout: MoleculeLayout) -> None:
+    """Refuse inputs that are not z_x [M, 3], z_h [M, F] and t [B] of `layout`'s B molecules."""
+    if z_x.ndim != 2 or z_x.shape[1] != 3 or z_h.shape != (z_x.shape[0], NUM_FEATURES):
+        raise ValueError(f"expected z_x [M, 3] and z_h [M, {NUM_FEATURES}], got {tuple(z_x.shape)} and "
+                         f"{tuple(z_h.shape)}")
+    if t.shape != (layout.num_molecules,):
+        raise ValueError(f"expected t [B] with B = {layout.num_molecules}, got {tuple(t.shape)}")
+
+
 def _all_pairs(layout: MoleculeLayout) -> _Pairs:
     """All ordered pairs of distinct atoms of the same molecule, E = sum_b N_b (N_b - 1)."""
     dense = dense_layout(layout)
@@ -213,11 +222,7 @@ class EGNN(nn.Module):
         Returns:
             eps_x [M, 3] with zero centroid per molecule, and eps_h [M, 6], in z_x's dtype.
         """
-        if z_x.ndim != 2 or z_x.shape[1] != 3 or z_h.shape != (z_x.shape[0], NUM_FEATURES):
-            raise ValueError(f"expected z_x [M, 3] and z_h [M, {NUM_FEATURES}], got {tuple(z_x.shape)} and "
-                             f"{tuple(z_h.shape)}")
-        if t.shape != (layout.num_molecules,):
-            raise ValueError(f"expected t [B] with B = {layout.num_molecules}, got {tuple(t.shape)}")
+        check_inputs(z_x, z_h, t, layout)
         dtype = z_x.dtype
         pairs = _all_pairs(layout)
         with autocast(z_x.device, self.autocast_dtype):

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from molgen.batch import MoleculeLayout
 from molgen.configbase import DictConfig, check_bool, check_choice
 from molgen.elements import NUM_FEATURES
-from molgen.models.egnn import _all_pairs, _Pairs, _split_linear, _sum_over_senders
+from molgen.models.egnn import _all_pairs, _Pairs, _split_linear, _sum_over_senders, check_inputs
 from molgen.models.registry import register_model
 from molgen.precision import autocast
 from molgen.property.names import HALVES, PROPERTY_NAMES
@@ -133,11 +133,7 @@ class PropertyRegressor(nn.Module):
         Returns:
             [B, 1] in z_x's dtype.
         """
-        if z_x.ndim != 2 or z_x.shape[1] != 3 or z_h.shape != (z_x.shape[0], NUM_FEATURES):
-            raise ValueError(f"expected z_x [M, 3] and z_h [M, {NUM_FEATURES}], got {tuple(z_x.shape)} and "
-                             f"{tuple(z_h.shape)}")
-        if t.shape != (layout.num_molecules,):
-            raise ValueError(f"expected t [B] with B = {layout.num_molecules}, got {tuple(t.shape)}")
+        check_inputs(z_x, z_h, t, layout)
         dtype = z_x.dtype
         pairs = _all_pairs(layout)
         t = t.to(dtype) if self.config.noise_conditional else torch.zeros_like(t, dtype=dtype)  # [B]
