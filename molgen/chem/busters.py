@@ -27,6 +27,7 @@ from molgen.errors import MolgenError
 POSEBUSTERS_VERSION = "0.6.5"
 ENERGY_CHECK = "internal_energy"
 CHUNK = 4  # molecules per task sent to a worker
+EMBED_SECONDS = 10  # RDKit's time limit for embedding the energy ratio's 50 conformers of one molecule
 
 _busters: Any = None  # the PoseBusters object of this worker process
 
@@ -64,12 +65,28 @@ def _bust_chunk(config: dict[str, Any], mols: list) -> list[dict[str, bool | Non
         from posebusters import PoseBusters
 
         logging.getLogger("posebusters").setLevel(logging.CRITICAL)
+        _limit_embedding_time()
         _busters = PoseBusters(config=config, max_workers=0)
     verdicts = []
     for mol in mols:
         row = {} if mol is None else _busters.bust(mol, None, None).iloc[0].to_dict()
         verdicts.append({name: None if value is None or value != value else bool(value) for name, value in row.items()})
     return verdicts
+
+
+def _limit_embedding_time() -> None:
+    """In a worker: give the energy ratio's ETKDG a time limit of EMBED_SECONDS. PoseBusters builds its ETKDGv3
+    parameters itself, without one, and some strained cages then embed for many minutes; a molecule whose 50
+    conformers are not embedded in time gets no verdict (`not_computed`), as when ETKDG fails outright."""
+    from posebusters.modules import energy_ratio
+    from rdkit.Chem.rdDistGeom import ETKDGv3
+
+    def timed_etkdg() -> ETKDGv3:
+        params = ETKDGv3()
+        params.timeout = EMBED_SECONDS
+        return params
+
+    energy_ratio.ETKDGv3 = timed_etkdg
 
 
 def default_workers() -> int:
