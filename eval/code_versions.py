@@ -8,6 +8,7 @@ its own thread settings and, with `ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=A
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -35,6 +36,14 @@ def code_at(commit: str, cache: Path = Path.home() / ".cache" / "molgen" / "code
         with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
             tar.extractall(folder, filter="data")
     return folder
+
+
+def parse_sizes(text: str) -> list[int]:
+    """'30,100' -> [30, 100]; '' -> []; every size a positive integer (argparse's error otherwise)."""
+    sizes = [item.strip() for item in text.split(",") if item.strip()]
+    if not all(size.isdigit() and int(size) > 0 for size in sizes):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of positive integers")
+    return [int(size) for size in sizes]
 
 
 def checkout_label() -> str:

@@ -28,7 +28,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from code_versions import EMULATE_AVX2, ROOT, checkout_label, code_at, code_environment
+from code_versions import EMULATE_AVX2, ROOT, checkout_label, code_at, code_environment, parse_sizes
 
 FIXTURE = ROOT / "tests" / "fixtures" / "qm9_ponita_860b5b7.pt"
 CPUS = {"native": {}, "avx2": EMULATE_AVX2}
@@ -44,14 +44,6 @@ def parse_training(text: str) -> list[tuple[str, str]]:
                                              f"or bf16 and CPU native or avx2")
         entries.append((precision, cpu))
     return entries
-
-
-def parse_sizes(text: str) -> list[int]:
-    """'30,100' -> [30, 100]; '' -> []; every size a positive integer."""
-    sizes = [item.strip() for item in text.split(",") if item.strip()]
-    if not all(size.isdigit() and int(size) > 0 for size in sizes):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of positive integers")
-    return [int(size) for size in sizes]
 
 
 def operator_table(events, rows: int) -> str:
