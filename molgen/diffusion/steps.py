@@ -9,7 +9,7 @@ state or the network output raises `SamplingError` naming the step.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
@@ -107,6 +107,19 @@ class EpsModel:
 
     denoiser: Denoiser
     schedule: NoiseSchedule
+    prepared: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def denoiser_layout(self, layout: MoleculeLayout) -> MoleculeLayout:
+        """`layout` as the denoiser's `prepare_layout` sets it up (e.g. PONITA's size groups), made once for the
+        layout of a run and reused at every step; `layout` itself for a denoiser without one."""
+        prepare = getattr(self.denoiser, "prepare_layout", None)
+        if prepare is None:
+            return layout
+        kept = self.prepared.get(id(layout))
+        if kept is None or kept[0] is not layout:
+            self.prepared.clear()
+            kept = self.prepared[id(layout)] = (layout, prepare(layout))
+        return kept[1]
 
     def eps(
         self, z_x: Tensor, z_h: Tensor, t: float, layout: MoleculeLayout, where: str,
@@ -115,7 +128,8 @@ class EpsModel:
         """eps_hat (eps_x [M, 3], eps_h [M, 6]) from the denoiser at time t, then each modifier in order (their
         position part projected to zero centroid); SamplingError if either holds NaN or inf."""
         t_batch = torch.full((layout.num_molecules,), t, dtype=z_x.dtype, device=z_x.device)  # [B]
-        eps_hat_x, eps_hat_h = call_denoiser(self.denoiser, z_x, z_h, t_batch, layout)  # [M, 3], [M, 6]
+        prepared = self.denoiser_layout(layout)
+        eps_hat_x, eps_hat_h = call_denoiser(self.denoiser, z_x, z_h, t_batch, prepared)  # [M, 3], [M, 6]
         if not (torch.isfinite(eps_hat_x).all() and torch.isfinite(eps_hat_h).all()):
             raise SamplingError(f"the network output holds NaN or inf at {where}")
         if not modifiers:

@@ -30,7 +30,7 @@ from molgen.geometry.orientations import repulsion_grid
 from molgen.models.registry import register_model
 from molgen.nn.basis import KernelBasis
 from molgen.nn.conv import ConvNeXtBlock, SpatialKernels
-from molgen.nn.dense import dense_layout, from_dense, molecule_atoms, size_groups, to_dense
+from molgen.nn.dense import GroupedLayout, SizeGroup, from_dense, grouped_layout, to_dense
 from molgen.nn.radial import RADIAL_BASES, RadialFeatures
 from molgen.precision import autocast
 
@@ -128,45 +128,52 @@ class Ponita(nn.Module):
         readouts = c.layers if c.multiple_readouts else 1
         self.readouts = nn.ModuleList(nn.Linear(c.hidden, NUM_FEATURES + 1) for _ in range(readouts))
 
+    def prepare_layout(self, layout: MoleculeLayout) -> GroupedLayout:
+        """`layout` with its size groups and padded blocks worked out, to pass to every call on the same molecules
+        (the samplers do: the set-up is then made once per sampling run, not once per step)."""
+        return grouped_layout(layout)
+
     def forward(self, z_x: Tensor, z_h: Tensor, t: Tensor, layout: MoleculeLayout) -> tuple[Tensor, Tensor]:
         """Predict the noise of positions and features.
 
         A batch of mixed sizes runs as a few blocks of similar size (molgen.nn.dense.size_groups), each padded
-        to its own largest molecule; every molecule's output is what it would be alone.
+        to its own largest molecule; every molecule's output is what it would be alone. A `GroupedLayout`
+        (`prepare_layout`) brings that split ready-made.
         Shapes: z_x [M, 3], z_h [M, 6], t [B] (in [0, 1]) -> eps_x [M, 3] (zero centroid), eps_h [M, 6].
         """
-        groups = size_groups(layout.num_atoms)
-        if len(groups) == 1:
-            return self._dense_forward(z_x, z_h, t, layout)
-        atoms = [molecule_atoms(layout, molecules) for molecules in groups]  # [M_g] each
-        outputs = [self._dense_forward(z_x[a], z_h[a], t[m], MoleculeLayout.from_num_atoms(layout.num_atoms[m]))
-                   for a, m in zip(atoms, groups)]
-        inverse = torch.argsort(torch.cat(atoms))  # [M]: where each atom's output landed
-        eps_x = torch.cat([x for x, _ in outputs])[inverse]  # [M, 3]
-        eps_h = torch.cat([h for _, h in outputs])[inverse]  # [M, 6]
+        grouped = grouped_layout(layout)
+        with autocast(z_x.device, self.autocast_dtype):
+            spherical_basis = self.spherical_basis(orientation_invariants(self.grid).to(z_x.dtype))  # [O, O, K]
+        if grouped.inverse is None:
+            return self._dense_forward(z_x, z_h, t, grouped.groups[0], spherical_basis)
+        outputs = [self._dense_forward(z_x[g.atoms], z_h[g.atoms], t[g.molecules], g, spherical_basis)
+                   for g in grouped.groups]
+        eps_x = torch.cat([x for x, _ in outputs])[grouped.inverse]  # [M, 3]
+        eps_h = torch.cat([h for _, h in outputs])[grouped.inverse]  # [M, 6]
         return eps_x, eps_h
 
-    def _dense_forward(self, z_x: Tensor, z_h: Tensor, t: Tensor, layout: MoleculeLayout) -> tuple[Tensor, Tensor]:
-        """The network on one block padded to its largest molecule; shapes as `forward`."""
-        dense = dense_layout(layout)
+    def _dense_forward(self, z_x: Tensor, z_h: Tensor, t: Tensor, group: SizeGroup,
+                       spherical_basis: Tensor) -> tuple[Tensor, Tensor]:
+        """The network on one size group padded to its largest molecule; shapes as `forward`, spherical_basis
+        [O, O, K]."""
+        layout, dense = group.layout, group.dense
         grid = self.grid.to(z_x.dtype)  # [O, 3]
         attributes = pair_invariants(to_dense(z_x, dense), grid)  # [B, O, N, N, 2]
         h = torch.cat([z_h, t.to(z_h.dtype)[layout.batch].unsqueeze(-1)], dim=-1)  # [M, 7]
         with autocast(z_x.device, self.autocast_dtype):
-            out = self._network(to_dense(h, dense), attributes, t.to(z_x.dtype), dense.mask)  # [B, O, N, 7]
-        out = out.to(z_x.dtype)
+            out = self._network(to_dense(h, dense), attributes, t.to(z_x.dtype), dense.mask, spherical_basis)
+        out = out.to(z_x.dtype)  # [B, O, N, 7]
         eps_h = from_dense(out[..., :NUM_FEATURES].mean(dim=1), dense)  # [M, 6]
         vector = 3.0 * (out[..., NUM_FEATURES:] * grid.view(1, -1, 1, 3)).mean(dim=1)  # [B, N, 3]
         eps_x = remove_centroid(from_dense(vector, dense), layout.batch, layout.num_molecules)  # [M, 3]
         return eps_x, eps_h
 
-    def _network(self, h: Tensor, attributes: Tensor, t: Tensor, mask: Tensor) -> Tensor:
-        """Lift, run the blocks, read out. Shapes: h [B, N, 7], attributes [B, O, N, N, 2], t [B], mask [B, N]
-        -> [B, O, N, 7] (6 scalar channels, then the vector field's)."""
+    def _network(self, h: Tensor, attributes: Tensor, t: Tensor, mask: Tensor, spherical_basis: Tensor) -> Tensor:
+        """Lift, run the blocks, read out. Shapes: h [B, N, 7], attributes [B, O, N, N, 2], t [B], mask [B, N],
+        spherical_basis [O, O, K] -> [B, O, N, 7] (6 scalar channels, then the vector field's)."""
         b, o, n = attributes.shape[:3]
         kernels = self.spatial_kernels(self._spatial_basis(attributes, t)).unflatten(-1, (n, n))  # [L, C/g, B*O, N, N]
         kernels = kernels.unbind(0)  # L x [C/g, B*O, N, N] (unbind: the backward stacks, no zero-filled copies)
-        spherical_basis = self.spherical_basis(orientation_invariants(self.grid).to(attributes.dtype))  # [O, O, K]
         atom_mask = mask.view(b, 1, n, 1).to(h.dtype) if not mask.all() else None  # [B, 1, N, 1]; None: no padding
         f = self.embed(h).unsqueeze(1).expand(-1, o, -1, -1)  # [B, O, N, C]
         outputs = []

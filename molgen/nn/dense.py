@@ -97,6 +97,54 @@ def size_groups(num_atoms: Tensor, group_cost: float = 2000.0) -> list[Tensor]:
     return groups[::-1]
 
 
+@dataclass(frozen=True)
+class SizeGroup:
+    """One size group of a batch: its molecules, their atoms, and the group's own layouts.
+
+    Attributes:
+        molecules: indices into the batch's molecules, int64 [B_g] (None: the whole batch, in order).
+        atoms: indices into the batch's atoms, molecule by molecule, int64 [M_g] (None: all, in order).
+        layout: the group's molecules alone.
+        dense: the group's block padded to its largest molecule.
+    """
+
+    molecules: Tensor | None
+    atoms: Tensor | None
+    layout: MoleculeLayout
+    dense: DenseLayout
+
+
+@dataclass(frozen=True)
+class GroupedLayout(MoleculeLayout):
+    """A layout with its size groups worked out (`grouped_layout`): a dense denoiser's per-layout set-up, made once
+    and reused by every call on the same molecules (a sampling run keeps one layout for all its steps).
+
+    Attributes:
+        groups: the size groups, from small to large molecules.
+        inverse: where each atom's output lands in the groups' outputs concatenated, int64 [M] (None: one group).
+    """
+
+    groups: tuple[SizeGroup, ...] = ()
+    inverse: Tensor | None = None
+
+
+def grouped_layout(layout: MoleculeLayout) -> GroupedLayout:
+    """`layout` split by `size_groups`, with each group's atoms, layout and padded block (a GroupedLayout is
+    returned as it is)."""
+    if isinstance(layout, GroupedLayout):
+        return layout
+    groups = size_groups(layout.num_atoms)
+    if len(groups) == 1:
+        whole = SizeGroup(None, None, layout, dense_layout(layout))
+        return GroupedLayout(batch=layout.batch, ptr=layout.ptr, groups=(whole,))
+    parts = []
+    for molecules in groups:
+        part = MoleculeLayout.from_num_atoms(layout.num_atoms[molecules])
+        parts.append(SizeGroup(molecules, molecule_atoms(layout, molecules), part, dense_layout(part)))
+    inverse = torch.argsort(torch.cat([part.atoms for part in parts]))  # [M]
+    return GroupedLayout(batch=layout.batch, ptr=layout.ptr, groups=tuple(parts), inverse=inverse)
+
+
 def molecule_atoms(layout: MoleculeLayout, molecules: Tensor) -> Tensor:
     """The atom indices of the given molecules, molecule by molecule. Shapes: molecules [B_g] -> [M_g]."""
     counts = layout.num_atoms[molecules]  # [B_g]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from molgen.batch import MoleculeLayout
-from molgen.nn.dense import dense_layout, from_dense, molecule_atoms, size_groups, to_dense
+from molgen.nn.dense import dense_layout, from_dense, grouped_layout, molecule_atoms, size_groups, to_dense
 
 MIXED = (5, 29, 3, 12, 18, 18, 7, 25, 4, 9, 22)  # several size groups at the default cost
 
@@ -112,3 +112,21 @@ def test_molecule_atoms_lists_atoms_molecule_by_molecule():
     """In MIXED, molecule 3 holds atoms 37-48 and molecule 0 atoms 0-4, returned in the order asked."""
     atoms = molecule_atoms(_layout(MIXED), torch.tensor([3, 0]))
     assert atoms.tolist() == list(range(37, 49)) + list(range(0, 5))
+
+
+def test_grouped_layout_holds_each_groups_atoms_layout_and_inverse():
+    """MIXED splits as `size_groups` does; each group's atoms are its molecules' atoms, its layout their counts, and
+    `inverse` puts the groups' concatenated atoms back in batch order. One equal-size batch is one group, in order."""
+    layout = _layout(MIXED)
+    grouped = grouped_layout(layout)
+    assert [g.molecules.tolist() for g in grouped.groups] == [g.tolist() for g in size_groups(layout.num_atoms)]
+    for group in grouped.groups:
+        assert group.atoms.tolist() == molecule_atoms(layout, group.molecules).tolist()
+        assert group.layout.num_atoms.tolist() == [MIXED[m] for m in group.molecules.tolist()]
+        assert group.dense.max_atoms == max(MIXED[m] for m in group.molecules.tolist())
+    concatenated = torch.cat([g.atoms for g in grouped.groups])  # [M]
+    assert concatenated[grouped.inverse].tolist() == list(range(sum(MIXED)))
+    assert torch.equal(grouped.batch, layout.batch) and torch.equal(grouped.ptr, layout.ptr)
+    assert grouped_layout(grouped) is grouped
+    single = grouped_layout(_layout([6, 6, 6]))
+    assert single.inverse is None and len(single.groups) == 1 and single.groups[0].atoms is None
