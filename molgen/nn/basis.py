@@ -76,6 +76,8 @@ class KernelBasis(nn.Module):
         )
         self.radial = radial
         self.radial_linear = None if radial is None else nn.Linear(radial.num_features, hidden, bias=False)
+        # pair_basis's monomials and fold for every split of the attributes, resolved here (not in traced code)
+        self.folds = {p: monomial_fold(attribute_dim, degree, p) for p in range(attribute_dim + 1)}
 
     def forward(self, attributes: Tensor) -> Tensor:
         hidden = self.mlp[1](self.mlp[0](attributes))  # [..., hidden]
@@ -92,7 +94,7 @@ class KernelBasis(nn.Module):
         num_pair = pair.shape[-1]
         if num_pair + molecule.shape[-1] != self.attribute_dim:
             raise ValueError(f"expected {self.attribute_dim} attributes, got {num_pair} + {molecule.shape[-1]}")
-        pair_exponents, molecule_exponents, fold = monomial_fold(self.attribute_dim, self.degree, num_pair)
+        pair_exponents, molecule_exponents, fold = self.folds[num_pair]
         first, rest = self.mlp[1], self.mlp[2:]
         fold = fold.to(device=molecule.device, dtype=molecule.dtype)  # [F, Q + 1, R]
         weight, bias = first.weight.to(molecule.dtype), first.bias.to(molecule.dtype)  # [H, F], [H]
@@ -124,7 +126,7 @@ def monomial_fold(dim: int, degree: int, num_pair: int) -> tuple[list, list, Ten
 def monomials(v: Tensor, exponents: list[tuple[int, ...]]) -> Tensor:
     """Π_p v_p^e_p for each exponent vector e. Shapes: v [..., P] -> [..., len(exponents)]."""
     ones = v.new_ones(v.shape[:-1])  # [...]
-    top = max((max(e, default=0) for e in exponents), default=0)
+    top = max([0, *(k for e in exponents for k in e)])  # the highest power (no max(default=): torch.compile)
     powers = []  # powers[p][k] = v_p^k
     for p in range(v.shape[-1]):
         powers.append([ones])
