@@ -99,6 +99,9 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--precision", choices=PRECISIONS, default=None,
                        help="override train.precision: auto = bf16 autocast where the hardware has native bf16 "
                             "(CUDA, AVX-512 bf16 or AMX CPUs), else fp32")
+    train.add_argument("--compile", action="store_const", const=True, default=None,
+                       help="set train.compile: torch.compile PONITA's network in the training step (needs g++ or "
+                            "clang++)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                        help="override a config field, e.g. --set train.lr=3e-4 --set model.config.hidden=128")
     train.add_argument("--data", type=Path, default=None, metavar="EXPORT",
@@ -224,7 +227,7 @@ def _config_overrides(args: argparse.Namespace) -> tuple[dict, dict[str, str]]:
         key, value = parse_override(text)
         overrides[key], options[key] = value, f"--set {text}"
     flags = {"train.max_steps": ("--max-steps", args.max_steps), "run_dir": ("--run-dir", args.run_dir),
-             "train.precision": ("--precision", args.precision)}
+             "train.precision": ("--precision", args.precision), "train.compile": ("--compile", args.compile)}
     for key, (flag, value) in flags.items():
         if value is not None:
             overrides[key], options[key] = value, f"{flag} {value}"

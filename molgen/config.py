@@ -18,19 +18,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from molgen.choices import LOSS_WEIGHTINGS, MAX_SEED, PRECISIONS, SAMPLERS, TIME_SAMPLINGS
-from molgen.configbase import (
-    DictConfig,
-    apply_override,
-    as_distinct_fractions,
-    as_integer,
-    as_number,
-    check_bool,
-    check_choice,
-    check_keys,
-    parse_value,
-    read_config_file,
-    set_field,
-)
+from molgen.configbase import (DictConfig, apply_override, as_distinct_fractions, as_integer, as_number, check_bool,
+                               check_choice, check_keys, parse_value, read_config_file, set_field)
 from molgen.models.registry import model_names, model_spec
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")  # molgen.device checks that the device is here
@@ -197,6 +186,7 @@ class TrainConfig(DictConfig):
             "min_snr" (min(SNR, min_snr_gamma) / SNR) or "clamped_snr" (clamp(SNR, 0.05, 1.5) / SNR).
         time_sampling: "uniform" (EDM's) or "importance": t from a proposal q refitted every importance_refit_every
             steps to the last importance_history losses per t, terms weighted by p / q (molgen.train.timesampling).
+        compile: torch.compile PONITA's network for the training step (needs a C++ compiler; molgen.train.compile).
     """
 
     SECTION = "train"
@@ -236,6 +226,7 @@ class TrainConfig(DictConfig):
     time_sampling: str = "uniform"  # one of molgen.choices.TIME_SAMPLINGS
     importance_history: int = 10
     importance_refit_every: int = 10
+    compile: bool = False
 
     def __post_init__(self) -> None:
         s = "train"
@@ -281,8 +272,8 @@ class TrainConfig(DictConfig):
         if not all(0 <= b < 1 for b in betas):
             raise ValueError(f"{s}.betas must be two numbers in [0, 1), got {list(betas)}")
         set_field(self, "betas", betas)
-        check_bool(s, "amsgrad", self.amsgrad)
-        check_bool(s, "adaptive_clipping", self.adaptive_clipping)
+        for name in ("amsgrad", "adaptive_clipping", "compile"):
+            check_bool(s, name, getattr(self, name))
         check_choice(s, "sample_sampler", self.sample_sampler, SAMPLERS)
         if not isinstance(self.device, str) or not _DEVICE.match(self.device):
             from molgen.device import not_available  # torch, only for this message

@@ -38,6 +38,7 @@ from molgen.precision import resolve_precision, set_precision
 from molgen.threads import configure_threads
 from molgen.train.batches import StepBatches, training_subset
 from molgen.train.clipping import AdaptiveClipper
+from molgen.train.compile import training_view
 from molgen.train.cooldown import finish_cooldown, start_branch
 from molgen.train.cursor import EpochCursor
 from molgen.train.distributed import World, any_process, check_replicas, data_parallel, shard
@@ -125,7 +126,7 @@ class Trainer:
         model = model if model is not None else seeded(tc.seed, self.config.model.build)
         set_precision(model, self.precision)
         self.model = model.to(self.device).train()
-        parallel_model = data_parallel(self.model, self.world, self.device)
+        parallel_model = data_parallel(training_view(self.model, tc.compile), self.world, self.device)
         self.parameters = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.parameters, lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay,
                                            amsgrad=tc.amsgrad)
