@@ -15,6 +15,7 @@ these steps are bound by memory traffic, that is the main lever on speed.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -90,7 +91,14 @@ class ConvNeXtBlock(nn.Module):
 
     def forward(self, f: Tensor, spatial_kernel: Tensor, spherical_basis: Tensor) -> Tensor:
         """Shapes: f [B, O, N, C], spatial_kernel [C/g, B·O, N, N], spherical_basis [O, O, K] -> [B, O, N, C]."""
-        update = self.mlp(self.norm(self.conv(f, spatial_kernel, spherical_basis)))  # [B, O, N, C]
+        update = self.mlp(self._layer_norm(self.conv(f, spatial_kernel, spherical_basis)))  # [B, O, N, C]
         if self.layer_scale is not None:
             update = self.layer_scale * update  # [B, O, N, C]
         return f + update  # [B, O, N, C]
+
+    def _layer_norm(self, x: Tensor) -> Tensor:
+        """LayerNorm in x's own dtype. Under bf16 autocast x is bf16 and the norm runs on it with fp32 statistics
+        (PyTorch's mixed-dtype kernel), returning bf16: the values of autocast's fp32 round trip once the next
+        Linear rounds them to bf16, without its two casts (forward and backward). Shapes: [..., C] -> [..., C]."""
+        with torch.autocast(x.device.type, enabled=False):
+            return F.layer_norm(x, x.shape[-1:], self.norm.weight, self.norm.bias, self.norm.eps)  # [..., C]

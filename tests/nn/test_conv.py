@@ -146,3 +146,25 @@ def test_convnext_block_known_output_when_the_conv_is_silent():
         block.mlp[2].bias.copy_(torch.arange(1.0, C + 1.0))
     result = block(f, _layer_kernels(kernels, basis, 0), spherical_basis)  # [B, O, N, C]
     torch.testing.assert_close(result, f + 0.5 * torch.arange(1.0, C + 1.0, dtype=torch.float64), rtol=0, atol=1e-15)
+
+
+def test_layer_norm_on_bf16_equals_autocasts_fp32_round_trip():
+    """Under bf16 autocast the block normalises the conv's bf16 output in bf16 with fp32 statistics: after the
+    next Linear's rounding to bf16 its values are those of autocast's fp32 LayerNorm (no round trip, no change);
+    the gradients agree to bf16 precision."""
+    torch.manual_seed(0)
+    block = ConvNeXtBlock(C, K, layer_scale=None, channels_per_kernel=2)
+    for parameter in block.parameters():
+        parameter.data += 0.1 * torch.randn_like(parameter)
+    x = torch.randn(B, O, N, C, requires_grad=True)  # [B, O, N, C]
+    results = []
+    for norm in (block._layer_norm, block.norm):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            hidden = block.mlp[0](norm(x.bfloat16()))  # [B, O, N, 4C] bf16
+        x.grad = None
+        hidden.float().square().sum().backward()
+        results.append((hidden.detach(), x.grad.clone()))
+    (ours, our_grad), (autocast_values, autocast_grad) = results
+    assert ours.dtype == autocast_values.dtype == torch.bfloat16
+    assert torch.equal(ours, autocast_values)
+    assert ((our_grad - autocast_grad).norm() / autocast_grad.norm()).item() < 1e-2
