@@ -1,19 +1,22 @@
-"""Speed candidates measured before adopting them: LayerNorm on bf16, a bf16 residual stream, bf16 weights held.
+"""Speed candidates of the bf16 path, measured against today's code: LayerNorm's fp32 round trip (adopted away),
+a bf16 residual stream and bf16 weights held for a run (not adopted).
 
 Usage:
     python eval/speed_candidates.py [--threads 1] [--rounds 3] [--steps 8] [--sizes 1,10,30,100]
 
 Each candidate is a variant of the shipped model's PONITA (the test-fixture checkpoint) built here, not shipped:
-- "bf16 LayerNorm": each ConvNeXt block's LayerNorm runs on the conv's bf16 output (fp32 statistics, outside
-  autocast), not autocast's fp32 round trip whose output the next Linear rounds to bf16 anyway;
-- "bf16 residual stream": also the residual stream in bf16 where padding (an fp32 atom mask) made it fp32; without
+- "today": the shipped code, whose ConvNeXt blocks run LayerNorm on the conv's bf16 output (fp32 statistics,
+  outside autocast);
+- "fp32 LayerNorm round trip": the code before (autocast's LayerNorm: bf16 -> fp32, normalised, rounded back to
+  bf16 by the next Linear), the candidate adopted in ffacfa5 measured against;
+- "bf16 residual stream": the residual stream in bf16 also where padding (an fp32 atom mask) made it fp32; without
   padding (training's buckets) it is bf16 already, as the embedding and the MLP return bf16 under autocast;
 - "bf16 weights once": the Linear layers' weights and the conv biases held in bf16 for the whole run, so that
   autocast casts no weight at any call.
 Variants run interleaved in one process, `--rounds` times, and each cell is the smallest CPU time (user + sys of
 this process, all threads) over the rounds: the training step (batch 64, forward, EDM's l2 loss, backward, AdamW;
 molecules per CPU-second) and one inference call of the network at each batch size (ms per call), with the largest
-relative difference of the outputs from the plain model's. CPU time rather than wall time keeps the comparison
+relative difference of the outputs from today's. CPU time rather than wall time keeps the comparison
 fair on a shared machine. The table header names the CPU kind, threads and precision (bf16 autocast throughout).
 """
 
@@ -41,29 +44,38 @@ from molgen.precision import describe_compute, set_precision  # noqa: E402
 from molgen.threads import configure_threads  # noqa: E402
 
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "qm9_ponita_860b5b7.pt"
-TRAINED = ("plain", "bf16 LayerNorm", "bf16 residual stream")  # bf16-held weights are an inference variant (AdamW keeps fp32 weights)
+TRAINED = ("today", "fp32 LayerNorm round trip", "bf16 residual stream")  # bf16-held weights are an inference variant (AdamW keeps fp32 weights)
 
 
-class Bf16Block(nn.Module):
-    """A ConvNeXt block with LayerNorm run on bf16 (fp32 statistics, outside autocast) and, with `residual`, the
-    residual stream taken and returned in bf16 also where padding made it fp32."""
+class AutocastNormBlock(nn.Module):
+    """A ConvNeXt block as before ffacfa5: LayerNorm through autocast, i.e. the conv's bf16 output cast to fp32,
+    normalised in fp32, and rounded back to bf16 by the next Linear."""
 
-    def __init__(self, block: ConvNeXtBlock, residual: bool) -> None:
+    def __init__(self, block: ConvNeXtBlock) -> None:
         super().__init__()
-        self.block, self.residual = block, residual
+        self.block = block
 
     def forward(self, f: Tensor, spatial_kernel: Tensor, spherical_basis: Tensor) -> Tensor:
-        f = f.to(torch.bfloat16) if self.residual else f  # [B, O, N, C]
         x = self.block.conv(f, spatial_kernel, spherical_basis)  # [B, O, N, C] bf16
-        with torch.autocast("cpu", enabled=False):
-            x = F.layer_norm(x, x.shape[-1:], self.block.norm.weight, self.block.norm.bias)  # bf16, fp32 statistics
-        return f + self.block.mlp(x)  # [B, O, N, C]
+        return f + self.block.mlp(self.block.norm(x))  # [B, O, N, C]
 
 
-def bf16_blocks(model: nn.Module, residual: bool) -> nn.Module:
-    """A copy of `model` whose blocks run LayerNorm on bf16 (and keep the residual stream in bf16)."""
+class Bf16ResidualBlock(nn.Module):
+    """Today's ConvNeXt block taking and returning the residual stream in bf16 also where padding (an fp32 atom
+    mask) made it fp32."""
+
+    def __init__(self, block: ConvNeXtBlock) -> None:
+        super().__init__()
+        self.block = block
+
+    def forward(self, f: Tensor, spatial_kernel: Tensor, spherical_basis: Tensor) -> Tensor:
+        return self.block(f.to(torch.bfloat16), spatial_kernel, spherical_basis)  # [B, O, N, C] bf16
+
+
+def with_blocks(model: nn.Module, wrapper: type[nn.Module]) -> nn.Module:
+    """A copy of `model` whose ConvNeXt blocks are wrapped by `wrapper`."""
     variant = copy.deepcopy(model)
-    variant.blocks = nn.ModuleList(Bf16Block(block, residual) for block in variant.blocks)
+    variant.blocks = nn.ModuleList(wrapper(block) for block in variant.blocks)
     return variant
 
 
@@ -100,21 +112,25 @@ def largest_difference(output: tuple[Tensor, Tensor], reference: tuple[Tensor, T
 
 
 def measure(variants: dict[str, nn.Module], loaded, sizes: list[int], steps: int, rounds: int) -> dict:
-    """Smallest CPU time over `rounds` of each variant's training steps and inference calls, and output differences."""
-    best: dict[tuple[str, str], float] = {}
+    """Smallest CPU time over `rounds` (after one unrecorded warm-up round) of each variant's training steps and
+    inference calls, and the outputs' differences from today's."""
+    best: dict[tuple[str, object], float] = {}
     differences: dict[tuple[str, int], float] = {}
-    for _ in range(rounds):
+
+    def record(key: tuple[str, object], seconds: float, warm_up: bool) -> None:
+        if not warm_up:
+            best[key] = min(best.get(key, float("inf")), seconds)
+
+    for number in range(rounds + 1):
         for name, model in variants.items():
             if name in TRAINED:
                 run = training_steps(copy.deepcopy(model), loaded.schedule, steps)
-                key = (name, "train")
-                best[key] = min(best.get(key, float("inf")), cpu_seconds(run) / (steps * 64))
+                record((name, "train"), cpu_seconds(run) / (steps * 64), number == 0)
             with torch.inference_mode():
                 for size in sizes:
                     inputs = inference_inputs(loaded, size)
-                    model.eval()(*inputs)  # warm-up
-                    best[(name, size)] = min(best.get((name, size), float("inf")), cpu_seconds(lambda: model(*inputs)))
-                    differences[(name, size)] = largest_difference(model(*inputs), variants["plain"](*inputs))
+                    record((name, size), cpu_seconds(lambda: model.eval()(*inputs)), number == 0)
+                    differences[(name, size)] = largest_difference(model(*inputs), variants["today"](*inputs))
     return {"best": best, "differences": differences}
 
 
@@ -127,9 +143,9 @@ def table(result: dict, variants: list[str], sizes: list[int]) -> str:
         cells = ["-"]
         if name in TRAINED:
             speed = 1.0 / best[(name, "train")]
-            cells = [f"{speed:.0f} ({best[('plain', 'train')] / best[(name, 'train')]:.2f}x)"]
+            cells = [f"{speed:.0f} ({best[('today', 'train')] / best[(name, 'train')]:.2f}x)"]
         for size in sizes:
-            ratio = best[("plain", size)] / best[(name, size)]
+            ratio = best[("today", size)] / best[(name, size)]
             cells.append(f"{1e3 * best[(name, size)]:.1f} ({ratio:.2f}x, diff {differences[(name, size)]:.1e})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -146,12 +162,12 @@ def main() -> None:
     configure_threads(args.threads)
     loaded = load_model(args.checkpoint)
     set_precision(loaded.model, "bf16")
-    variants = {"plain": loaded.model, "bf16 LayerNorm": bf16_blocks(loaded.model, residual=False),
-                "bf16 residual stream": bf16_blocks(loaded.model, residual=True),
+    variants = {"today": loaded.model, "fp32 LayerNorm round trip": with_blocks(loaded.model, AutocastNormBlock),
+                "bf16 residual stream": with_blocks(loaded.model, Bf16ResidualBlock),
                 "bf16 weights once": bf16_weights(loaded.model)}
     result = measure(variants, loaded, args.sizes, args.steps, args.rounds)
     print(f"Compute: {describe_compute(torch.device('cpu'), 'bf16')}; checkpoint {args.checkpoint.name}; "
-          f"best of {args.rounds} rounds, CPU time.\n")
+          f"best of {args.rounds} rounds after a warm-up round, CPU time.\n")
     print(table(result, list(variants), args.sizes))
 
 
