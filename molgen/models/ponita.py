@@ -30,7 +30,7 @@ from molgen.geometry.orientations import repulsion_grid
 from molgen.models.registry import register_model
 from molgen.nn.basis import KernelBasis
 from molgen.nn.conv import ConvNeXtBlock, SpatialKernels
-from molgen.nn.dense import GroupedLayout, SizeGroup, from_dense, grouped_layout, to_dense
+from molgen.nn.dense import DenseLayout, GroupedLayout, SizeGroup, from_dense, grouped_layout, to_dense
 from molgen.nn.radial import RADIAL_BASES, RadialFeatures
 from molgen.precision import autocast
 
@@ -161,24 +161,25 @@ class Ponita(nn.Module):
         attributes = pair_invariants(to_dense(z_x, dense), grid)  # [B, O, N, N, 2]
         h = torch.cat([z_h, t.to(z_h.dtype)[layout.batch].unsqueeze(-1)], dim=-1)  # [M, 7]
         with autocast(z_x.device, self.autocast_dtype):
-            out = self._network(to_dense(h, dense), attributes, t.to(z_x.dtype), dense.mask, spherical_basis)
+            out = self._network(to_dense(h, dense), attributes, t.to(z_x.dtype), atom_mask(dense, h.dtype),
+                                spherical_basis)
         out = out.to(z_x.dtype)  # [B, O, N, 7]
         eps_h = from_dense(out[..., :NUM_FEATURES].mean(dim=1), dense)  # [M, 6]
         vector = 3.0 * (out[..., NUM_FEATURES:] * grid.view(1, -1, 1, 3)).mean(dim=1)  # [B, N, 3]
         eps_x = remove_centroid(from_dense(vector, dense), layout.batch, layout.num_molecules)  # [M, 3]
         return eps_x, eps_h
 
-    def _network(self, h: Tensor, attributes: Tensor, t: Tensor, mask: Tensor, spherical_basis: Tensor) -> Tensor:
-        """Lift, run the blocks, read out. Shapes: h [B, N, 7], attributes [B, O, N, N, 2], t [B], mask [B, N],
-        spherical_basis [O, O, K] -> [B, O, N, 7] (6 scalar channels, then the vector field's)."""
+    def _network(self, h: Tensor, attributes: Tensor, t: Tensor, mask: Tensor | None, spherical_basis: Tensor) -> Tensor:
+        """Lift, run the blocks, read out. Shapes: h [B, N, 7], attributes [B, O, N, N, 2], t [B], mask [B, 1, N, 1]
+        (`atom_mask`; None: no padding), spherical_basis [O, O, K] -> [B, O, N, 7] (6 scalar channels, then the
+        vector field's)."""
         b, o, n = attributes.shape[:3]
         kernels = self.spatial_kernels(self._spatial_basis(attributes, t)).unflatten(-1, (n, n))  # [L, C/g, B*O, N, N]
         kernels = kernels.unbind(0)  # L x [C/g, B*O, N, N] (unbind: the backward stacks, no zero-filled copies)
-        atom_mask = mask.view(b, 1, n, 1).to(h.dtype) if not mask.all() else None  # [B, 1, N, 1]; None: no padding
         f = self.embed(h).unsqueeze(1).expand(-1, o, -1, -1)  # [B, O, N, C]
         outputs = []
         for i, block in enumerate(self.blocks):
-            f = block(f if atom_mask is None else f * atom_mask, kernels[i], spherical_basis)  # [B, O, N, C]
+            f = block(f if mask is None else f * mask, kernels[i], spherical_basis)  # [B, O, N, C]
             if self.config.multiple_readouts:
                 outputs.append(self.readouts[i](f))  # [B, O, N, 7]
         if not self.config.multiple_readouts:
@@ -192,6 +193,14 @@ class Ponita(nn.Module):
         molecule = t.view(b, 1) if self.config.time_in_basis else t.new_zeros(b, 0)  # [B, 1] or [B, 0]
         basis = self.spatial_basis.pair_basis(attributes.reshape(b, o * n * n, 2), molecule)  # [B, O*N*N, K]
         return basis.view(b, o, n * n, -1)  # [B, O, N*N, K]
+
+
+def atom_mask(dense: DenseLayout, dtype: torch.dtype) -> Tensor | None:
+    """The padded block's atom mask as a factor, [B, 1, N, 1] in `dtype`, or None when nothing is padded (decided
+    here, outside the network, so that a compiled network has no data-dependent branch)."""
+    if dense.mask.all():
+        return None
+    return dense.mask.view(dense.num_molecules, 1, dense.max_atoms, 1).to(dtype)  # [B, 1, N, 1]
 
 
 register_model("ponita", PonitaConfig, Ponita)
