@@ -20,6 +20,10 @@ horizon goes to FOLDER/horizon_K.md and stdout (and is appended to --out).
         --branch "radial16=grow:--radial-features 16" --out eval/branches.md
     python eval/branches.py --folder runs/branches --extend baseline,deep8 --budget 2700 --out eval/branches.md
 
+Branches may also be started a pair at a time from the same start: a later run in the same --folder with
+--resume FOLDER/start.pt and --paired-with baseline pairs its NLL against the baseline scored before (each scored
+branch keeps its per-molecule NLL in FOLDER/NAME/nll_K.pt).
+
 The study's branches: (a) `baseline`; (b) `deep8`, deepened 5 -> 8 (Net2Net); (c) `min_snr`, min-SNR-γ weighting
 with γ = 5; (d) `radial16`, a finer spatial basis: 16 radial Bessel features each of d, a and b
 (model.config.radial_features; `grow:--radial-features 16 --radial-basis gaussian` for SchNet's Gaussians) whose
@@ -200,11 +204,12 @@ def percent(value: float, interval: tuple[float, float] | None = None) -> str:
     return text if interval is None else f"{text} ({100 * interval[0]:.1f}–{100 * interval[1]:.1f})"
 
 
-def horizon_table(records: dict[str, dict], scores: dict[str, dict], previous: dict[str, dict]) -> str:
-    """Markdown: one row per branch; the NLL difference is paired against the first branch."""
-    lines = ["| branch | steps | molecules/s (this horizon) | CPU-seconds (all horizons) | NLL | paired NLL vs first ± s.e. | atom % | "
-             "molecule % (95% CI) | valid % |", "|---|---|---|---|---|---|---|---|---|"]
-    reference = next(iter(scores.values()))["nll"]
+def horizon_table(records: dict[str, dict], scores: dict[str, dict], previous: dict[str, dict],
+                  reference: tuple[str, torch.Tensor]) -> str:
+    """Markdown: one row per branch; the NLL difference is paired against `reference` (a name, its NLL [n])."""
+    lines = [f"| branch | steps | molecules/s (this horizon) | CPU-seconds (all horizons) | NLL | paired NLL vs {reference[0]} "
+             "± s.e. | atom % | molecule % (95% CI) | valid % |", "|---|---|---|---|---|---|---|---|---|"]
+    reference = reference[1]
     for name, record in records.items():
         nll, metrics, bounds = scores[name]["nll"], scores[name]["metrics"], scores[name]["intervals"]
         cpu = record["cpu_seconds"]
@@ -225,7 +230,8 @@ def new_study(args: argparse.Namespace) -> tuple[dict[str, list[str]], int]:
             fail(f"{args.folder / branch.name} exists: continue it with --extend, or use another --folder")
     args.folder.mkdir(parents=True, exist_ok=True)
     start = args.folder / "start.pt"
-    shutil.copyfile(args.resume, start)  # the main branch may overwrite its last.pt meanwhile
+    if not (start.exists() and start.samefile(args.resume)):  # a later pair may start from the same copy
+        shutil.copyfile(args.resume, start)  # the main branch may overwrite its last.pt meanwhile
     return {branch.name: start_branch(args.folder, branch, start) for branch in branches}, 1
 
 
@@ -261,6 +267,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="noise seed of the NLL and of the sampling")
     parser.add_argument("--threads", type=int, default=2, help="threads of the scoring")
     parser.add_argument("--out", type=Path, default=None, help="also append the table here")
+    parser.add_argument("--paired-with", default=None,
+                        help="pair the NLL against this branch of --folder (default: this run's first)")
     args = parser.parse_args()
     if (args.extend is None) == (not args.branch):
         parser.error("give --branch (a new study, with --resume) or --extend NAMES, not both")
@@ -284,7 +292,23 @@ def score_all(args: argparse.Namespace, names: list[str], horizon: int) -> dict[
     valid = QM9Dataset("valid")
     count = len(valid) if args.molecules is None else min(args.molecules, len(valid))
     batches = [valid.batch(chunk) for chunk in size_batches(valid.num_atoms[:count], 100)]
-    return {name: score(args.folder / name / f"cooldown_{horizon}" / "shipped.pt", batches, args.samples, args.seed) for name in names}
+    scores = {}
+    for name in names:
+        scores[name] = score(args.folder / name / f"cooldown_{horizon}" / "shipped.pt", batches, args.samples, args.seed)
+        torch.save(scores[name]["nll"], args.folder / name / f"nll_{horizon}.pt")  # for pairing in a later run
+    return scores
+
+
+def paired_reference(args: argparse.Namespace, scores: dict[str, dict], horizon: int) -> tuple[str, torch.Tensor]:
+    """The branch the NLL is paired against and its per-molecule NLL [n]: --paired-with (this run's or one scored
+    before in the same folder, at this horizon), else this run's first branch."""
+    name = args.paired_with or next(iter(scores))
+    if name in scores:
+        return name, scores[name]["nll"]
+    stored = args.folder / name / f"nll_{horizon}.pt"
+    if not stored.is_file():
+        fail(f"--paired-with {name}: no scores of it at horizon {horizon} ({stored} is missing)")
+    return name, torch.load(stored)
 
 
 def main() -> None:
@@ -309,7 +333,8 @@ def main() -> None:
     text = (f"Horizon {horizon}: {args.budget:g} CPU-seconds of training per branch this horizon (one thread each, "
             f"{args.pairs} at a time), then a cooldown of 15/85 x the molecules seen since the start; NLL of the "
             f"cooled-down EMA on {count} validation molecules (noise seed {args.seed}), {args.samples} molecules "
-            f"from the default sampler (seed {args.seed}).\n\n{horizon_table(records, scores, previous)}")
+            f"from the default sampler (seed {args.seed}).\n\n"
+            f"{horizon_table(records, scores, previous, paired_reference(args, scores, horizon))}")
     (args.folder / f"horizon_{horizon}.md").write_text(text + "\n")
     print(text)
     if args.out is not None:

@@ -71,6 +71,13 @@ def test_two_identical_branches_score_alike(tmp_path):
     assert all(torch.equal(shipped[0][key], shipped[1][key]) for key in shipped[0])
     assert (folder / "horizon_1.md").read_text().strip() in result.stdout
     assert "pause the long run" in result.stdout
+    later = subprocess.run(  # a later pair from the same start, paired against a's stored scores
+        [sys.executable, str(SCRIPT), "--resume", str(folder / "start.pt"), "--folder", str(folder),
+         "--budget", "120", "--max-steps", "6", "--branch", "c", "--paired-with", "a", "--molecules", "20",
+         "--samples", "10", "--set", "train.eval_molecules=20", "--threads", "1"],
+        check=True, cwd=REPOSITORY, capture_output=True, text=True)
+    row = [line for line in later.stdout.splitlines() if line.startswith("| c ")][0]
+    assert "paired NLL vs a" in later.stdout and row.split("|")[6].strip() == "+0.00 ± 0.00"
     extended = subprocess.run([sys.executable, str(SCRIPT), "--folder", str(folder), "--extend", "a", "--budget", "4",
                                "--molecules", "20", "--samples", "10", "--set", "train.eval_molecules=20",
                                "--threads", "1"], check=True, cwd=REPOSITORY, capture_output=True, text=True)
