@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import time
 from pathlib import Path
 
@@ -70,15 +71,16 @@ def evaluate(evaluator, molecules, batch_size: int = 200) -> np.ndarray:
 
 
 def generate(loaded, guides, counts: np.ndarray, targets: np.ndarray, scale: float, steps: int, seed: int,
-             batch_size: int):
-    """One molecule per (N, c) pair, batches of similar N each seeded by (seed, batch number); returns molecules."""
+             batch_size: int, bound: float | None = None):
+    """One molecule per (N, c) pair, batches of similar N each seeded by (seed, batch number), the guidance term
+    bounded to RMS `bound` per molecule (None: unbounded); returns molecules."""
     molecules = [None] * len(counts)
     batches = size_batches(torch.from_numpy(counts), batch_size)
     with torch.inference_mode():
         for number, indices in enumerate(batches):
             index = indices.numpy()
             values = torch.from_numpy(targets[index]).unsqueeze(1)  # [b, 1]
-            modifiers = [guidance(guides, values, scale, loaded.schedule)] if scale > 0 else []
+            modifiers = [guidance(guides, values, scale, loaded.schedule, bound)] if scale > 0 else []
             generator = torch.Generator(loaded.device).manual_seed(seed * 100_003 + number)
             batch = sample(loaded.model, loaded.schedule, torch.from_numpy(counts[index]), steps=steps,
                            generator=generator, modifiers=modifiers, device=loaded.device)
@@ -135,7 +137,7 @@ def run(args: argparse.Namespace) -> dict:
               "evaluator_sha256": sha256(evaluator_path),
               "compute": describe_compute(loaded.device, model_precision(loaded.model)), "rows": rows}
     for scale in [0.0, *args.scales]:
-        rows.append(generated(loaded, request, evaluator, counts, targets, scale, args))
+        rows.append(generated(loaded, request, evaluator, counts, targets, scale, args, args.bound if scale else None))
         unguided = rows[3]
         for row in rows[4:]:
             if row["mae"] is not None:
@@ -144,17 +146,25 @@ def run(args: argparse.Namespace) -> dict:
     return result
 
 
-def generated(loaded, request, evaluator, counts, targets, scale: float, args) -> dict:
-    """The row of one scale (s = 0: unguided); a diverged run (EEGSDE's update has no clipping) is a row saying so."""
-    label = "unguided (s = 0)" if scale == 0 else f"guided, s = {scale:g}"
+def row_label(scale: float, bound: float | None) -> str:
+    if scale == 0:
+        return "unguided (s = 0)"
+    return f"guided, s = {scale:g}" + ("" if bound is None else f", bound {bound:g}")
+
+
+def generated(loaded, request, evaluator, counts, targets, scale: float, args, bound: float | None) -> dict:
+    """The row of one scale (s = 0: unguided) and bound; a diverged run (EEGSDE's update has no clipping) is a row
+    saying so."""
+    label = row_label(scale, bound)
     start = time.perf_counter()
     try:
-        molecules = generate(loaded, request.guides, counts, targets, scale, args.steps, args.seed, args.batch_size)
+        molecules = generate(loaded, request.guides, counts, targets, scale, args.steps, args.seed, args.batch_size,
+                             bound)
     except SamplingError as err:
         print(f"{args.property} {label}: diverged ({err})", flush=True)
-        return {"row": label, "mae": None, "diverged": str(err), "scale": scale}
+        return {"row": label, "mae": None, "diverged": str(err), "scale": scale, "bound": bound}
     row = {**generated_row(label, molecules, evaluate(evaluator, molecules), targets, time.perf_counter() - start),
-           "scale": scale}
+           "scale": scale, "bound": bound}
     print(f"{args.property} {label}: MAE {row['mae']:.4g}, stable {row['mol_stable']:.3f}, "
           f"valid {row['validity']:.3f}, {row['seconds']:.0f} s", flush=True)
     return row
@@ -203,9 +213,16 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def row_key(row: dict) -> tuple[float, float]:
+    """(scale, bound) of a generated row, an unbounded row's bound read as infinite (rows before bounds have none)."""
+    bound = row.get("bound")
+    return row["scale"], math.inf if bound is None else bound
+
+
 def merged(results: list[dict]) -> list[dict]:
     """One result per property: the rows of runs of the same pairs (same property, size, seed, steps, generator),
-    each scale once, in order of the scale; ValueError for runs of different pairs."""
+    each (scale, bound) once, in order of the scale, the unbounded row after the bounded ones; ValueError for runs of
+    different pairs."""
     by_property: dict[str, dict] = {}
     for result in results:
         first = by_property.setdefault(result["property"], {**result, "rows": list(result["rows"])})
@@ -214,11 +231,11 @@ def merged(results: list[dict]) -> list[dict]:
         keys = ("molecules", "seed", "steps", "checkpoint_sha256", "guide_sha256", "evaluator_sha256")
         if any(first[key] != result[key] for key in keys):
             raise ValueError(f"runs of {result['property']} on different pairs or files cannot be merged")
-        scales = {row.get("scale") for row in first["rows"]}
-        first["rows"] += [row for row in result["rows"] if "scale" in row and row["scale"] not in scales]
+        keys = {row_key(row) for row in first["rows"] if "scale" in row}
+        first["rows"] += [row for row in result["rows"] if "scale" in row and row_key(row) not in keys]
     for result in by_property.values():
         result["rows"] = ([row for row in result["rows"] if "scale" not in row]
-                          + sorted((row for row in result["rows"] if "scale" in row), key=lambda row: row["scale"]))
+                          + sorted((row for row in result["rows"] if "scale" in row), key=row_key))
     return list(by_property.values())
 
 
@@ -234,6 +251,8 @@ def main() -> None:
     run_parser.add_argument("--batch-size", type=int, default=100)
     run_parser.add_argument("--checkpoint", type=Path, default=None)
     run_parser.add_argument("--regressors", type=Path, default=None)
+    run_parser.add_argument("--bound", type=float, default=None,
+                            help="bound the guidance term's RMS per molecule (molgen sample --guidance-bound)")
     run_parser.add_argument("--threads", type=int, default=None)
     run_parser.add_argument("--precision", default="auto")
     run_parser.add_argument("--json", type=Path, required=True)

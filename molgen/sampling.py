@@ -261,6 +261,7 @@ def sample_molecules(
     targets: Mapping[str, float] | Sequence[tuple[str, float]] = (),
     guidance: float | None = None,
     regressors: str | Path | None = None,
+    guidance_bound: float | None = None,
 ) -> Samples:
     """Load a checkpoint (default: the shipped one) and sample molecules; see `SampleSettings` for the arguments.
 
@@ -268,13 +269,15 @@ def sample_molecules(
     first K atoms are the fragment's, in its frame (`sample_around`); resample: RePaint round trips per step.
     targets: property targets in EDM's units, e.g. {"gap": 6500, "alpha": 80}, guided toward with scale `guidance`
     (EEGSDE's energy guidance, `molgen.property.guidance`; None: the default scale), atom counts drawn from p(N | c);
-    regressors: the folder of their NAME_guide.pt files (default `molgen.property.targets.regressor_folder`).
+    regressors: the folder of their NAME_guide.pt files (default `molgen.property.targets.regressor_folder`);
+    guidance_bound: the largest RMS of the guidance term per molecule (None: unbounded).
     """
     pairs = tuple(targets.items()) if isinstance(targets, Mapping) else tuple(tuple(pair) for pair in targets)
     settings = SampleSettings(num_molecules=num_molecules, sampler=sampler, steps=steps, seed=seed,
                               num_atoms=num_atoms, batch_size=batch_size, device=device, use_ema=use_ema,
                               precision=precision, threads=threads, resample=resample, churn=churn, targets=pairs,
-                              guidance=guidance, regressors=None if regressors is None else str(regressors))
+                              guidance=guidance, regressors=None if regressors is None else str(regressors),
+                              guidance_bound=guidance_bound)
     settings.check()
     fragment = read_fragment(fixed) if fixed is not None else None
     return generate(load_for_sampling(checkpoint, settings), settings, progress, chain_frames, fragment)

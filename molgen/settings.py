@@ -41,8 +41,9 @@ class SampleSettings:
     steps None means the sampler's default (`SAMPLER_TABLE[sampler].default_steps`); num_atoms None draws counts
     from p(N); churn > 0 adds Karras et al.'s stochastic churn (S_churn over the whole grid) to the samplers that
     take it; resample: RePaint round trips per step around a fixed fragment; targets: (property, value) pairs to guide
-    toward (EEGSDE's energy guidance, `molgen.property`) with scale `guidance` (None: the default), their guide
-    regressors read from the folder `regressors` (None: `molgen.property.targets.regressor_folder`).
+    toward (EEGSDE's energy guidance, `molgen.property`) with scale `guidance` (None: the default) and the guidance
+    term's RMS per molecule at most `guidance_bound` (None: unbounded), their guide regressors read from the folder
+    `regressors` (None: `molgen.property.targets.regressor_folder`).
     """
 
     num_molecules: int = 100
@@ -60,6 +61,7 @@ class SampleSettings:
     targets: tuple[tuple[str, float], ...] = ()
     guidance: float | None = None
     regressors: str | None = None
+    guidance_bound: float | None = None
 
     @property
     def resolved_steps(self) -> int:
@@ -84,7 +86,7 @@ class SampleSettings:
 
     def _check_targets(self) -> None:
         """Property targets (`molgen.property.targets.check_targets`) only on a sampler that takes guidance."""
-        check_targets(self.targets, self.guidance)
+        check_targets(self.targets, self.guidance, self.guidance_bound)
         for name, _ in self.targets:
             guide_path(name, self.regressors)  # the regressor file exists
         if self.targets and not SAMPLER_TABLE[self.sampler].guidance:

@@ -13,6 +13,12 @@ projected to zero centroid per molecule, and EDM's final step p(x, h | z_0) is n
 (g - c)^2 without the 1/2, so its scale l is s / 2 here. The gradient flows through the regressors only (the
 denoiser's prediction is a constant of it), computed in the regressors' dtype (float32 as shipped) without autocast.
 
+An optional bound kappa (ours, not EEGSDE's) caps the guidance term u = s * sigma_t * grad_z E per molecule: where its
+root mean square over the molecule's M_b x 9 entries exceeds kappa, u is scaled down to RMS kappa. eps_hat estimates
+unit-variance noise, so kappa is in noise standard deviations; the scaling is rotation invariant and keeps the zero
+centroid, so the guided eps stays equivariant. It stops the few steps where a large s meets a steep guide on nearly
+pure noise from throwing the state far off (eval/property_guidance.md: alpha at s = 3 with 100 steps).
+
 p(N | c) ∝ p(N) * prod_k p(c_k | N): EDM draws the property given N from per-N histograms over D_b
 (`DistributionProperty`); here the same histograms weigh the atom counts given the targets.
 """
@@ -69,6 +75,17 @@ def energy_gradient(terms: Sequence[EnergyTerm], z: Tensor, t: Tensor, layout: M
     return torch.cat([position, gradient[:, 3:]], dim=1)  # [M, 9]
 
 
+def bound_rms(term: Tensor, layout: MoleculeLayout, bound: float) -> Tensor:
+    """term [M, D] scaled per molecule so that its root mean square over the molecule's atoms and channels is at
+    most `bound`; molecules below it are unchanged."""
+    squares = torch.zeros(layout.num_molecules, dtype=term.dtype, device=term.device)  # [B]
+    squares = squares.index_add(0, layout.batch, term.pow(2).sum(dim=1))  # [B]
+    entries = (layout.ptr[1:] - layout.ptr[:-1]).to(term.dtype) * term.shape[1]  # [B]
+    rms = (squares / entries.clamp_min(1)).sqrt()  # [B]
+    factor = (bound / rms.clamp_min(torch.finfo(term.dtype).tiny)).clamp(max=1.0)  # [B]
+    return term * factor[layout.batch].unsqueeze(1)
+
+
 class EnergyGuidance:
     """The ε-modifier eps~ = eps_hat + s * sigma_t * grad_z E(z_t, t) (module docstring); the identity at t = 0.
 
@@ -77,13 +94,18 @@ class EnergyGuidance:
         scale: s >= 0.
         schedule: the generator's noise schedule (sigma_t read at the step round(t T), as the ancestral grid is).
         dtype: the dtype of the regressors' computation.
+        bound: kappa > 0, the largest RMS of s * sigma_t * grad_z E per molecule (module docstring); None: unbounded,
+            EEGSDE's form.
     """
 
     def __init__(self, terms: Sequence[EnergyTerm], scale: float, schedule: NoiseSchedule,
-                 dtype: torch.dtype = torch.float32) -> None:
+                 dtype: torch.dtype = torch.float32, bound: float | None = None) -> None:
         if not scale >= 0:
             raise ValueError(f"the guidance scale must be >= 0, got {scale}")
+        if bound is not None and not bound > 0:
+            raise ValueError(f"the guidance bound must be > 0, got {bound}")
         self.terms, self.scale, self.schedule, self.dtype = tuple(terms), float(scale), schedule, dtype
+        self.bound = bound
 
     def __call__(self, eps: Tensor, z: Tensor, t: Tensor, layout: MoleculeLayout) -> Tensor:
         """eps~ [M, 9] from eps [M, 9] at the state z [M, 9] and times t [B]."""
@@ -91,7 +113,10 @@ class EnergyGuidance:
             return eps  # EEGSDE guides p(z_s | z_t) only, not EDM's final step
         sigma_t = sigma(self.schedule.gamma(t.to(self.schedule.gamma_table.device))).to(eps.device)  # [B] float64
         gradient = energy_gradient(self.terms, z, t, layout, self.dtype)  # [M, 9]
-        return eps + (self.scale * sigma_t[layout.batch]).unsqueeze(1).to(eps.dtype) * gradient.to(eps.dtype)
+        term = (self.scale * sigma_t[layout.batch]).unsqueeze(1).to(eps.dtype) * gradient.to(eps.dtype)  # [M, 9]
+        if self.bound is not None:
+            term = bound_rms(term, layout, self.bound)
+        return eps + term
 
 
 @dataclass(frozen=True)

@@ -49,18 +49,21 @@ def load_guide(name: str, folder=None, device: torch.device | str = "cpu") -> Gu
 
 @dataclass(frozen=True)
 class GuidedRequest:
-    """Guides and targets of a sampling request: the targets c_k in the properties' units and the scale s."""
+    """Guides and targets of a sampling request: the targets c_k in the properties' units, the scale s and the
+    bound kappa of the guidance term (None: unbounded)."""
 
     guides: tuple[Guide, ...]
     values: tuple[float, ...]
     scale: float
+    bound: float | None = None
 
     @classmethod
     def load(cls, targets: Sequence[Target], scale: float | None, folder=None,
-             device: torch.device | str = "cpu") -> GuidedRequest:
-        """The guides of `targets` ((name, value) pairs), scale s (None: DEFAULT_GUIDANCE)."""
+             device: torch.device | str = "cpu", bound: float | None = None) -> GuidedRequest:
+        """The guides of `targets` ((name, value) pairs), scale s (None: DEFAULT_GUIDANCE), bound kappa."""
         guides = tuple(load_guide(name, folder, device) for name, _ in targets)
-        return cls(guides, tuple(float(value) for _, value in targets), DEFAULT_GUIDANCE if scale is None else scale)
+        return cls(guides, tuple(float(value) for _, value in targets), DEFAULT_GUIDANCE if scale is None else scale,
+                   bound)
 
     def node_distribution(self, prior: NodeCountDistribution, above: int = 0) -> NodeCountDistribution:
         """p(N | c) ∝ p(N) prod_k p(c_k | N) over N > above; MolgenError when no atom count fits."""
@@ -78,19 +81,22 @@ class GuidedRequest:
         if self.scale == 0:
             return []
         return [guidance(self.guides, torch.tensor([self.values] * num_molecules, dtype=torch.float64), self.scale,
-                         schedule)]
+                         schedule, self.bound)]
 
 
-def guidance(guides: Sequence[Guide], values: Tensor, scale: float, schedule: NoiseSchedule) -> EnergyGuidance:
-    """The energy guidance toward per-molecule targets values [B, K] (property units, one column per guide)."""
+def guidance(guides: Sequence[Guide], values: Tensor, scale: float, schedule: NoiseSchedule,
+             bound: float | None = None) -> EnergyGuidance:
+    """The energy guidance toward per-molecule targets values [B, K] (property units, one column per guide), its
+    term bounded to RMS `bound` per molecule (None: unbounded)."""
     device = schedule.gamma_table.device
     terms = [EnergyTerm(guide.regressor, guide.normalise(values[:, k]).to(device, torch.float32))
              for k, guide in enumerate(guides)]
-    return EnergyGuidance(terms, scale, schedule)
+    return EnergyGuidance(terms, scale, schedule, bound=bound)
 
 
 def guided_request(settings, device: torch.device | str = "cpu") -> GuidedRequest | None:
     """The guides of a `SampleSettings`' targets (None without targets), on `device`."""
     if not settings.targets:
         return None
-    return GuidedRequest.load(settings.targets, settings.guidance, settings.regressors, device)
+    return GuidedRequest.load(settings.targets, settings.guidance, settings.regressors, device,
+                              settings.guidance_bound)

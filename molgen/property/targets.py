@@ -40,9 +40,9 @@ def parse_target(text: str) -> Target:
     return name, number
 
 
-def check_targets(targets: Sequence[Target], guidance: float | None) -> None:
+def check_targets(targets: Sequence[Target], guidance: float | None, bound: float | None = None) -> None:
     """MolgenError for an unknown or repeated property, a target that is no finite number, a guidance scale that is
-    negative or not finite, or a scale without targets."""
+    negative or not finite, a guidance bound that is not a finite number > 0, or a scale or bound without targets."""
     names = [name for name, _ in targets]
     for name, value in targets:
         if name not in PROPERTY_UNITS:
@@ -57,6 +57,10 @@ def check_targets(targets: Sequence[Target], guidance: float | None) -> None:
         raise MolgenError(f"the guidance scale must be a finite number >= 0, got {guidance}")
     if guidance is not None and not targets:
         raise MolgenError("--guidance needs at least one --target NAME=VALUE")
+    if bound is not None and not (isinstance(bound, (int, float)) and math.isfinite(bound) and bound > 0):
+        raise MolgenError(f"the guidance bound must be a finite number > 0, got {bound}")
+    if bound is not None and not targets:
+        raise MolgenError("--guidance-bound needs at least one --target NAME=VALUE")
 
 
 def regressor_folder(folder: str | Path | None = None) -> Path:
@@ -76,7 +80,8 @@ def guide_path(name: str, folder: str | Path | None = None) -> Path:
 
 
 def add_target_arguments(parser) -> None:
-    """`--target NAME=VALUE` (repeatable), `--guidance S` and `--regressors DIR` of `molgen sample`."""
+    """`--target NAME=VALUE` (repeatable), `--guidance S`, `--guidance-bound K` and `--regressors DIR` of
+    `molgen sample`."""
     parser.add_argument("--target", action="append", default=None, metavar="NAME=VALUE",
                         help="steer toward this property value, in EDM's units (" +
                              ", ".join(f"{name}: {unit}" for name, unit in PROPERTY_UNITS.items()) +
@@ -86,21 +91,33 @@ def add_target_arguments(parser) -> None:
     parser.add_argument("--guidance", default=None, metavar="S",
                         help=f"with --target: the guidance scale s >= 0 (default {DEFAULT_GUIDANCE:g}; 0: unguided, "
                              "with the atom counts still drawn given the targets)")
+    parser.add_argument("--guidance-bound", default=None, metavar="K",
+                        help="with --target: cap the guidance term s sigma_t grad E at a root mean square of K (noise "
+                             "standard deviations) per molecule, against the rare steps where a large s throws the "
+                             "state off (default: unbounded, EEGSDE's form)")
     parser.add_argument("--regressors", type=Path, default=None, metavar="DIR",
                         help=f"folder of the NAME_guide.pt regressors (default: ${REGRESSORS_VARIABLE} or "
                              "checkpoints/regressors)")
 
 
 def targets_from_arguments(args) -> dict:
-    """The SampleSettings fields `targets`, `guidance` and `regressors` from the `add_target_arguments` options (none
-    when the command has no such options); MolgenError for a bad target or a scale that is no number."""
+    """The SampleSettings fields `targets`, `guidance`, `guidance_bound` and `regressors` from the
+    `add_target_arguments` options (none when the command has no such options); MolgenError for a bad target or a
+    scale or bound that is no number."""
     texts = getattr(args, "target", None) or []
-    guidance = getattr(args, "guidance", None)
-    if guidance is not None:
-        try:
-            guidance = float(guidance)
-        except ValueError:
-            raise MolgenError(f"--guidance must be a number >= 0, got {guidance!r}") from None
+    guidance = _number_option(args, "guidance", "--guidance must be a number >= 0")
+    bound = _number_option(args, "guidance_bound", "--guidance-bound must be a number > 0")
     regressors = getattr(args, "regressors", None)
-    return {"targets": tuple(parse_target(text) for text in texts), "guidance": guidance,
+    return {"targets": tuple(parse_target(text) for text in texts), "guidance": guidance, "guidance_bound": bound,
             "regressors": None if regressors is None else str(regressors)}
+
+
+def _number_option(args, name: str, message: str) -> float | None:
+    """The option `name` of args as a float (None when absent or not given); MolgenError(message) when no number."""
+    value = getattr(args, name, None)
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise MolgenError(f"{message}, got {value!r}") from None

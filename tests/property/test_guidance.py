@@ -27,6 +27,7 @@ from molgen.property.guidance import (
     EnergyGuidance,
     EnergyTerm,
     PropertyHistograms,
+    bound_rms,
     conditional_node_distribution,
     energy_gradient,
 )
@@ -106,11 +107,13 @@ def _guide(dtype=torch.float64) -> PropertyRegressor:
     return PropertyRegressor(RegressorConfig(hidden=16, layers=2, rbf=4)).to(dtype).eval().requires_grad_(False)
 
 
-def test_the_guided_eps_is_equivariant_in_float64():
+@pytest.mark.parametrize("bound", [None, 0.05])
+def test_the_guided_eps_is_equivariant_in_float64(bound):
     z, layout = _state(0)
     t = torch.full((layout.num_molecules,), 0.4, dtype=torch.float64)
     denoiser = EquivariantDenoiser()
-    guidance = EnergyGuidance([EnergyTerm(_guide(), torch.tensor([1.5, -0.5]))], 3.0, SCHEDULE, dtype=torch.float64)
+    guidance = EnergyGuidance([EnergyTerm(_guide(), torch.tensor([1.5, -0.5]))], 3.0, SCHEDULE, dtype=torch.float64,
+                              bound=bound)
 
     def guided(z):
         eps = torch.cat(denoiser(z[:, :3], z[:, 3:], t, layout), dim=1)  # [M, 9]
@@ -166,6 +169,41 @@ def test_a_zero_scale_returns_eps_itself_and_t_zero_is_not_guided():
     assert torch.equal(EnergyGuidance(terms, 5.0, SCHEDULE, torch.float64)(eps, z, torch.zeros(2), layout), eps)
     with pytest.raises(ValueError, match=">= 0"):
         EnergyGuidance(terms, -1.0, SCHEDULE)
+
+
+def _rms_per_molecule(term: torch.Tensor, layout: MoleculeLayout) -> torch.Tensor:
+    return torch.stack([term[layout.batch == b].pow(2).mean().sqrt() for b in range(layout.num_molecules)])  # [B]
+
+
+def test_the_bound_scales_each_molecule_over_it_down_to_the_bound_and_leaves_the_others():
+    z, layout = _state(6, counts=(3, 5, 4))
+    term = z * torch.tensor([0.1, 1.0, 3.0], dtype=torch.float64)[layout.batch].unsqueeze(1)  # [M, 9]
+    before = _rms_per_molecule(term, layout)  # [3]
+    bounded = bound_rms(term, layout, 0.5)
+    assert before[0] < 0.5 < before[1] < before[2]
+    torch.testing.assert_close(_rms_per_molecule(bounded, layout), torch.stack([before[0], *[torch.tensor(0.5,
+                               dtype=torch.float64)] * 2]), rtol=0, atol=1e-12)
+    first = layout.batch == 0
+    assert torch.equal(bounded[first], term[first])  # under the bound: untouched
+    for b in (1, 2):  # over it: the same direction, scaled
+        rows = layout.batch == b
+        torch.testing.assert_close(bounded[rows] * before[b] / 0.5, term[rows], rtol=1e-12, atol=1e-12)
+
+
+def test_the_bounded_guidance_term_has_the_bound_as_rms_and_a_loose_bound_changes_nothing():
+    z, layout = _state(7)
+    eps = torch.randn(z.shape, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    terms = [EnergyTerm(_guide(), torch.tensor([3.0, -3.0]))]
+    t = torch.full((2,), 0.5, dtype=torch.float64)
+    free = EnergyGuidance(terms, 4.0, SCHEDULE, torch.float64)(eps, z, t, layout) - eps  # [M, 9]
+    rms = _rms_per_molecule(free, layout)  # [2]
+    tight = EnergyGuidance(terms, 4.0, SCHEDULE, torch.float64, bound=float(rms.min()) / 2)(eps, z, t, layout) - eps
+    torch.testing.assert_close(_rms_per_molecule(tight, layout), rms.new_full((2,), float(rms.min()) / 2), rtol=1e-10,
+                               atol=0)
+    loose = EnergyGuidance(terms, 4.0, SCHEDULE, torch.float64, bound=float(rms.max()) * 2)(eps, z, t, layout) - eps
+    assert torch.equal(loose, free)
+    with pytest.raises(ValueError, match="bound must be > 0"):
+        EnergyGuidance(terms, 1.0, SCHEDULE, bound=0.0)
 
 
 def test_guidance_runs_in_float32_under_inference_mode():

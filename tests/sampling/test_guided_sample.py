@@ -95,6 +95,20 @@ def test_the_cli_writes_guided_molecules_and_their_targets(checkpoint, regressor
 
 
 
+def test_the_bound_is_recorded_and_a_loose_one_is_the_unbounded_sampler_bit_for_bit(checkpoint, regressors, tmp_path):
+    free = _api(checkpoint, num_atoms=9, targets={"gap": 6500.0}, guidance=1.0, regressors=regressors)
+    loose = _api(checkpoint, num_atoms=9, targets={"gap": 6500.0}, guidance=1.0, regressors=regressors,
+                 guidance_bound=1e6)
+    tight = _api(checkpoint, num_atoms=9, targets={"gap": 6500.0}, guidance=1.0, regressors=regressors,
+                 guidance_bound=1e-6)
+    assert _same(free, loose) and not _same(free, tight)
+    out = tmp_path / "out"
+    assert main(["sample", "--checkpoint", str(checkpoint), "-n", "2", "--steps", "2", "--grid", "0", "--out",
+                 str(out), "--no-progress", "--target", "gap=6500", "--guidance-bound", "0.5", "--regressors",
+                 str(regressors)]) == 0
+    assert json.loads((out / "summary.json").read_text())["settings"]["guidance_bound"] == 0.5
+
+
 def test_the_default_scale_is_recorded(checkpoint, regressors):
     from molgen.property.targets import DEFAULT_GUIDANCE
 
@@ -111,6 +125,10 @@ def test_the_default_scale_is_recorded(checkpoint, regressors):
     (["--target", "gap=6500", "--guidance", "-1"], "the guidance scale must be a finite number >= 0, got -1"),
     (["--target", "gap=6500", "--guidance", "lots"], "--guidance must be a number"),
     (["--guidance", "2"], "--guidance needs at least one --target"),
+    (["--target", "gap=6500", "--guidance-bound", "0"], "the guidance bound must be a finite number > 0, got 0"),
+    (["--target", "gap=6500", "--guidance-bound", "inf"], "the guidance bound must be a finite number > 0"),
+    (["--target", "gap=6500", "--guidance-bound", "tight"], "--guidance-bound must be a number > 0"),
+    (["--guidance-bound", "1"], "--guidance-bound needs at least one --target"),
     (["--target", "gap=6500", "--target", "gap=7000"], "gap given more than once"),
     (["--target", "mu=2"], "no guide regressor for mu"),
     (["--target", "gap=6500", "--sampler", "heun"], "property targets need the ancestral sampler"),
