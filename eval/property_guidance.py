@@ -194,13 +194,15 @@ def table(result: dict) -> str:
              f"Generator: `{Path(result['checkpoint']).name}` (sha256 {result['checkpoint_sha256'][:12]}); guide "
              f"{result['guide_sha256'][:12]}, evaluator {result['evaluator_sha256'][:12]}; {result['compute']}.",
              "",
-             "| row | MAE | MAE, valid only | mol. stable | valid | guided − unguided MAE [95% CI] | seconds |",
-             "|---|---|---|---|---|---|---|"]
+             "| row | MAE | MAE, valid only | median AE | mol. stable | valid | guided − unguided MAE [95% CI] | "
+             "seconds |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in result["rows"]:
         if "diverged" in row:
-            lines.append(f"| {row['row']} | diverged ({row['diverged']}) | | | | | |")
+            lines.append(f"| {row['row']} | diverged ({row['diverged']}) | | | | | | |")
             continue
-        cells = [row["row"], _number(row["mae"]), _number(row.get("mae_valid")),
+        median = float(np.median(row["errors"])) if "errors" in row else None
+        cells = [row["row"], _number(row["mae"]), _number(row.get("mae_valid")), _number(median),
                  "" if "mol_stable" not in row else f"{100 * row['mol_stable']:.1f}%",
                  "" if "validity" not in row else f"{100 * row['validity']:.1f}%"]
         difference = row.get("minus_unguided")
@@ -209,7 +211,7 @@ def table(result: dict) -> str:
         cells.append("" if "seconds" not in row else f"{row['seconds']:.0f}")
         lines.append("| " + " | ".join(cells) + " |")
     for label, value in PUBLISHED[result["property"]].items():
-        lines.append(f"| {label} (published) | {_number(value)} | | | | | |")
+        lines.append(f"| {label} (published) | {_number(value)} | | | | | | |")
     return "\n".join(lines)
 
 

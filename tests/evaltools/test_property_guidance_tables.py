@@ -27,7 +27,8 @@ def _run(protocol, rows, **changes):
                  {"row": "#Atoms (median of c given N over D_b)", "mae": 4.0},
                  {"row": "QM9 (evaluator on the pairs' D_b molecules, lower bound)", "mae": 1.0}]
     generated = [{"row": protocol.row_label(scale, bound), "mae": mae, "mae_valid": mae, "mol_stable": 0.3,
-                  "validity": 0.7, "seconds": 1.0, "scale": scale, "bound": bound} for scale, bound, mae in rows]
+                  "validity": 0.7, "seconds": 1.0, "scale": scale, "bound": bound, "errors": [mae - 1, mae, 100.0]}
+                 for scale, bound, mae in rows]
     result = {"property": "alpha", "unit": "Bohr^3", "molecules": 10, "steps": 100, "seed": 0, "checkpoint": "a.pt",
               "checkpoint_sha256": "0" * 64, "guide_sha256": "1" * 64, "evaluator_sha256": "2" * 64,
               "compute": "cpu", "rows": baselines + generated}
@@ -44,7 +45,8 @@ def test_runs_of_the_same_pairs_merge_each_scale_and_bound_once(protocol):
     assert labels == ["unguided (s = 0)", "guided, s = 2, bound 1", "guided, s = 2", "guided, s = 3, bound 1",
                       "guided, s = 4"]
     table = protocol.table(result)
-    assert "| guided, s = 3, bound 1 | 4.2 |" in table and table.count("unguided (s = 0)") == 1
+    assert "| guided, s = 3, bound 1 | 4.2 | 4.2 | 4.2 | 30.0% |" in table  # the median error beside the mean
+    assert "| guided, s = 4 | 4 |  |  |  |" in table and table.count("unguided (s = 0)") == 1
 
 
 def test_runs_of_other_pairs_are_refused(protocol):
